@@ -1,0 +1,65 @@
+# Every target bootstraps what it needs (uv, .venv, protos) through scripts/bootstrap.sh.
+SHELL := /bin/bash
+PY := .venv/bin/python
+BOOT := ./scripts/bootstrap.sh
+
+.PHONY: install protos check-protos test test-fast up down demo bench train \
+        train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding \
+        compose-config clean
+
+install:
+	$(BOOT)
+
+protos: install
+	$(PY) -m scripts.gen_protos --write
+
+check-protos: install
+	$(PY) -m scripts.gen_protos --check
+
+# The README's test command. Runs everything: unit, service, quality and end-to-end tests.
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# The local stack: every service plus the gateway as processes, same settings as compose.yaml.
+up: install
+	$(PY) -m scripts.stack up
+
+down:
+	@[ -x $(PY) ] && $(PY) -m scripts.stack down || true
+
+# The README's main command: the stack on built-in checkpoints plus a chained demo.
+demo: install
+	$(PY) -m scripts.stack demo
+
+bench: install
+	$(PY) -m tests.benchmarks --out BENCHMARKS.md
+
+# Re-train the built-in checkpoints on ShapesWorld (each fits in about 20 minutes on 2 CPU cores).
+train: train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding
+
+train-judge: install
+	$(PY) -m models.judge.train
+
+train-captioning: install
+	$(PY) -m models.captioning.train
+
+train-audio: install
+	$(PY) -m models.audio.train
+
+train-text2image: install
+	$(PY) -m models.generation.train_text2image
+
+train-pix2pix: install
+	$(PY) -m models.generation.train_pix2pix
+
+train-cyclegan: install
+	$(PY) -m models.generation.train_cyclegan
+
+train-embedding: install
+	$(PY) -m models.embedding.train
+
+clean:
+	rm -rf .venv .pytest_cache out run

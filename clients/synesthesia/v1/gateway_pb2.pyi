@@ -1,0 +1,143 @@
+from synesthesia.v1 import common_pb2 as _common_pb2
+from synesthesia.v1 import captioning_pb2 as _captioning_pb2
+from synesthesia.v1 import embedding_pb2 as _embedding_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_STATE_UNSPECIFIED: _ClassVar[StepState]
+    STEP_STATE_STARTED: _ClassVar[StepState]
+    STEP_STATE_FINISHED: _ClassVar[StepState]
+    STEP_STATE_FAILED: _ClassVar[StepState]
+    STEP_STATE_SKIPPED: _ClassVar[StepState]
+STEP_STATE_UNSPECIFIED: StepState
+STEP_STATE_STARTED: StepState
+STEP_STATE_FINISHED: StepState
+STEP_STATE_FAILED: StepState
+STEP_STATE_SKIPPED: StepState
+
+class DescribeRequest(_message.Message):
+    __slots__ = ("image", "collection", "top_k", "beam_size")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    collection: str
+    top_k: int
+    beam_size: int
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., beam_size: _Optional[int] = ...) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("caption", "neighbours")
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    caption: _captioning_pb2.CaptionResponse
+    neighbours: _containers.RepeatedCompositeFieldContainer[_embedding_pb2.SearchHit]
+    def __init__(self, caption: _Optional[_Union[_captioning_pb2.CaptionResponse, _Mapping]] = ..., neighbours: _Optional[_Iterable[_Union[_embedding_pb2.SearchHit, _Mapping]]] = ...) -> None: ...
+
+class ImagineRequest(_message.Message):
+    __slots__ = ("prompt", "image_count", "seed")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    image_count: int
+    seed: int
+    def __init__(self, prompt: _Optional[str] = ..., image_count: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ImaginedImage(_message.Message):
+    __slots__ = ("image", "caption", "prompt_agreement")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    caption: str
+    prompt_agreement: float
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., prompt_agreement: _Optional[float] = ...) -> None: ...
+
+class ImagineResponse(_message.Message):
+    __slots__ = ("images", "seed", "unknown_words")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_WORDS_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImaginedImage]
+    seed: int
+    unknown_words: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, images: _Optional[_Iterable[_Union[ImaginedImage, _Mapping]]] = ..., seed: _Optional[int] = ..., unknown_words: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListenRequest(_message.Message):
+    __slots__ = ("image", "audio")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    audio: _common_pb2.AudioClip
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ...) -> None: ...
+
+class ListenResponse(_message.Message):
+    __slots__ = ("heatmap", "box", "caption", "summary", "peak_score")
+    HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PEAK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    heatmap: _common_pb2.Heatmap
+    box: _common_pb2.BoundingBox
+    caption: str
+    summary: str
+    peak_score: float
+    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., caption: _Optional[str] = ..., summary: _Optional[str] = ..., peak_score: _Optional[float] = ...) -> None: ...
+
+class TranslateRequest(_message.Message):
+    __slots__ = ("image", "model")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    model: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class TranslateResponse(_message.Message):
+    __slots__ = ("image", "caption")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    caption: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ...) -> None: ...
+
+class RunPipelineRequest(_message.Message):
+    __slots__ = ("spec", "inputs")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    inputs: _containers.ScalarMap[str, bytes]
+    def __init__(self, spec: _Optional[str] = ..., inputs: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class RunPipelineResponse(_message.Message):
+    __slots__ = ("step", "state", "elapsed_ms", "output_json", "error_code", "error_message")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    state: StepState
+    elapsed_ms: float
+    output_json: str
+    error_code: str
+    error_message: str
+    def __init__(self, step: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., elapsed_ms: _Optional[float] = ..., output_json: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: uv, the .venv, both distributions, protos.
+# Every README command runs through this first, so a clean clone needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1; then
+    export PATH="$HOME/.local/bin:$PATH"
+    command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+fi
+
+stamp=.venv/.synesthesia-installed
+want=$(cat pyproject.toml clients/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    [ -x .venv/bin/python ] || uv venv --quiet --python 3.11 .venv
+    # uv, not pip: pip here would take a CPU-only torch that breaks torchvision/torchaudio.
+    uv pip install --quiet --python .venv/bin/python -e ./clients -e ".[dev]"
+    echo "$want" > "$stamp"
+fi
+
+.venv/bin/python -m scripts.gen_protos --check-or-write
