@@ -1,0 +1,41 @@
+"""The shared service runtime: every service is a servicer handed to `run_service`.
+
+See services/runtime/README.md for what it provides and how a service uses it.
+"""
+
+from .batching import DynamicBatcher
+from .device import describe as describe_device
+from .device import select_device
+from .errors import (
+    ServiceError,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    resource_exhausted,
+    unavailable,
+)
+from .images import decode_image, encode_png, to_rgb
+from .interceptors import REQUEST_ID
+from .server import ServiceHost, run_service, serve
+from .settings import REPO_ROOT, Settings
+
+__all__ = [
+    "DynamicBatcher",
+    "REPO_ROOT",
+    "REQUEST_ID",
+    "ServiceError",
+    "ServiceHost",
+    "Settings",
+    "decode_image",
+    "describe_device",
+    "encode_png",
+    "failed_precondition",
+    "invalid_argument",
+    "not_found",
+    "resource_exhausted",
+    "run_service",
+    "select_device",
+    "serve",
+    "to_rgb",
+    "unavailable",
+]

@@ -1,0 +1,136 @@
+"""The one way a Synesthesia service runs.
+
+`run_service` parses the command line, reads settings, and serves the
+servicer on a grpc.aio server with health, reflection, limits, metrics,
+structured errors and a graceful drain. Health stays NOT_SERVING until the
+servicer's `warm_up()` has loaded and exercised its models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import metrics
+from .interceptors import CallInterceptor
+from .settings import Settings
+
+log = logging.getLogger("synesthesia")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class ServiceHost:
+    """A running server plus its health servicer, for `serve` and for tests."""
+
+    def __init__(self, settings: Settings, servicer, add_to_server: Callable, service_full_name: str) -> None:
+        self.settings = settings
+        self.servicer = servicer
+        self.service_full_name = service_full_name
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[CallInterceptor(settings.auth_token)],
+            options=server_options(settings),
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
+        )
+        add_to_server(servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (service_full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        address = f"{settings.host}:{settings.port}"
+        if settings.tls_cert_file and settings.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
+            )
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise SystemExit(f"could not bind {address}")
+
+    async def set_health(self, status) -> None:
+        for name in ("", self.service_full_name):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        await self.set_health(NOT_SERVING)
+        await self.server.start()
+        log.info("%s listening on %s:%d (warming up)", self.service_full_name, self.settings.host, self.port)
+        warm_up = getattr(self.servicer, "warm_up", None)
+        if warm_up is not None:
+            if inspect.iscoroutinefunction(warm_up):
+                await warm_up()
+            else:
+                await asyncio.get_running_loop().run_in_executor(None, warm_up)
+        await self.set_health(SERVING)
+        log.info("%s serving", self.service_full_name)
+
+    async def drain(self) -> None:
+        """Refuse new work, let in-flight calls finish within drain_seconds, then close."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=self.settings.drain_seconds)
+        close = getattr(self.servicer, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        log.info("%s stopped", self.service_full_name)
+
+
+async def serve(settings: Settings, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
+                service_full_name: str) -> None:
+    host = ServiceHost(settings, servicer_factory(settings), add_to_server, service_full_name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics.serve_metrics(settings.metrics_port)
+    starting = asyncio.create_task(host.start())
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done() and starting.exception() is not None:
+        raise starting.exception()
+    await waiter
+    log.info("%s draining (up to %.1fs)", service_full_name, settings.drain_seconds)
+    starting.cancel()
+    await host.drain()
+
+
+def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m services.{name}", description=f"Run the {name} service.")
+    parser.add_argument("--host", help="address to bind (SYN_HOST)")
+    parser.add_argument("--port", type=int, help="gRPC port (SYN_PORT)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (SYN_METRICS_PORT)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (SYN_DEVICE)")
+    return parser.parse_args(argv)
+
+
+def run_service(name: str, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
+                service_full_name: str, argv: list[str] | None = None) -> None:
+    args = parse_args(name, argv)
+    settings = Settings.from_env(host=args.host, port=args.port, metrics_port=args.metrics_port, device=args.device)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name))

@@ -1,0 +1,47 @@
+"""Small helpers shared by the runtime tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import grpc
+import numpy as np
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from PIL import Image
+
+TOY = "tests.runtime.toy_service"
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def solid_png(value: int, width: int = 16, height: int = 16) -> bytes:
+    return png_bytes(np.full((height, width, 3), value, np.uint8))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header claims width x height pixels."""
+    data = bytearray(solid_png(0, 1, 1))
+    ihdr_start = 8 + 8  # signature, then length + type of the IHDR chunk
+    data[ihdr_start:ihdr_start + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12:ihdr_start + 13])) & 0xFFFFFFFF
+    data[ihdr_start + 13:ihdr_start + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """The BadRequest field violations carried by an error's rich status."""
+    status = rpc_status.from_call(error)
+    out = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out.extend((v.field, v.description) for v in bad.field_violations)
+    return out
