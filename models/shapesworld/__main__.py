@@ -1,0 +1,3 @@
+from models.shapesworld.cli import main
+
+raise SystemExit(main())
