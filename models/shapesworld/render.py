@@ -244,10 +244,18 @@ def _inner_distance(p: _Placement, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if p.shape == "square":
         return _rect_dist(x, y, p.x0, p.y0, x1, y1)
     if p.shape == "cross":
+        # Inside: the union of two bars. Its inner distance is the distance to the complement: the
+        # outside of the e x e box or one of the four corner squares (round at the concave corners).
         arm = p.w * CROSS_ARM_FRACTION
-        horizontal = _rect_dist(x, y, p.x0, cy - arm / 2, x1, cy + arm / 2)
-        vertical = _rect_dist(x, y, cx - arm / 2, p.y0, cx + arm / 2, y1)
-        return np.maximum(horizontal, vertical)
+        a0, a1, b0, b1 = cx - arm / 2, cx + arm / 2, cy - arm / 2, cy + arm / 2
+        bars = np.maximum(_rect_dist(x, y, p.x0, b0, x1, b1), _rect_dist(x, y, a0, p.y0, a1, y1))
+        inner = _rect_dist(x, y, p.x0, p.y0, x1, y1)
+        for rx0, rx1 in ((p.x0, a0), (a1, x1)):
+            for ry0, ry1 in ((p.y0, b0), (b1, y1)):
+                dx = np.maximum(np.maximum(rx0 - x, x - rx1), 0)
+                dy = np.maximum(np.maximum(ry0 - y, y - ry1), 0)
+                inner = np.minimum(inner, np.sqrt(dx * dx + dy * dy))
+        return np.where(bars > 0, inner, bars)
     if p.shape == "triangle":
         vertices = [(cx, p.y0), (x1, y1), (p.x0, y1)]  # apex, bottom right, bottom left
         centroid = (sum(v[0] for v in vertices) / 3, sum(v[1] for v in vertices) / 3)
