@@ -1,0 +1,248 @@
+"""Generation servicer: TextToImage, ImageToImage and ListModels over the built-in GANs.
+
+Every model call goes through one DynamicBatcher (one worker thread, one
+device); the batch function groups the queued requests by model. Text-to-image
+output must be byte-identical for equal (prompt, seed, count) whatever else
+shares the batch, so the noise is drawn per request on the CPU and the
+generator always runs on fixed-size chunks (see `_generate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE, Text2Image, load_text2image, parameter_count
+from services.runtime import (
+    DynamicBatcher,
+    Settings,
+    decode_image,
+    describe_device,
+    encode_png,
+    invalid_argument,
+    not_found,
+    select_device,
+)
+from synesthesia.v1 import common_pb2, generation_pb2, generation_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+IMAGE_TO_IMAGE = ("sketch2photo", "day2night", "night2day")
+MAX_PROMPT_CHARS = 512
+MAX_IMAGES = 16
+# Generator calls always see this many rows (padded), so a sample's pixels do
+# not depend on how many other requests happened to share its batch.
+CHUNK = 16
+# Image-to-image models work at their training size.
+WORKING_SIZE = 64
+
+
+@dataclass(frozen=True)
+class TextJob:
+    model: str
+    word_ids: tuple[int, ...]
+    noise: torch.Tensor  # [n, noise_dim], CPU
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    model: str
+    image: Image.Image  # RGB, any size
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServicer):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = select_device(settings.device)
+        self.text_models: dict[str, Text2Image] = {}
+        self.image_models: dict[str, object] = {}
+        self.batcher = DynamicBatcher(
+            self._forward, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_batch_wait_ms,
+            name="generation",
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self._load_models)
+        # Exercise every model once so the first real call pays no lazy initialisation.
+        jobs: list[TextJob | ImageJob] = []
+        for name, model in self.text_models.items():
+            ids = tuple(model.tokenizer.encode("a large red circle")[0])
+            jobs.append(TextJob(name, ids, torch.zeros(1, model.config.noise_dim)))
+        for name in self.image_models:
+            jobs.append(ImageJob(name, Image.new("RGB", (WORKING_SIZE, WORKING_SIZE))))
+        if jobs:
+            await self.batcher.run_now(jobs)
+        log.info("generation models on %s: %s", describe_device(self.device),
+                 ", ".join([*self.text_models, *self.image_models]) or "none")
+
+    def _load_models(self) -> None:
+        directory = self.settings.checkpoint_dir
+        if (directory / f"{TEXT2IMAGE}.safetensors").exists():
+            self.text_models[TEXT2IMAGE] = load_text2image(self.device, directory)
+        else:
+            log.warning("no %s checkpoint in %s; TextToImage will answer NOT_FOUND", TEXT2IMAGE, directory)
+        shipped = [n for n in IMAGE_TO_IMAGE if (directory / f"{n}.safetensors").exists()]
+        if not shipped:
+            return
+        # A shipped checkpoint that fails to load is a broken install, not a
+        # missing model: let the error stop the service.
+        from models.generation.image_to_image import load_image_to_image
+
+        # The agreed interface is (name, device); pass SYN_CHECKPOINT_DIR when the loader takes it.
+        extra = {"directory": directory} if "directory" in inspect.signature(load_image_to_image).parameters else {}
+        for name in shipped:
+            self.image_models[name] = load_image_to_image(name, self.device, **extra)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    # --- RPCs ------------------------------------------------------------------------------
+
+    async def TextToImage(self, request, context):
+        name = request.model or TEXT2IMAGE
+        model = self._text_model(name)
+        prompt = request.prompt
+        if not prompt.strip():
+            raise invalid_argument("prompt", "is empty; describe the picture, for example 'a large red circle'")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise invalid_argument("prompt", f"is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        if not 1 <= request.image_count <= MAX_IMAGES:
+            raise invalid_argument("image_count", f"must be between 1 and {MAX_IMAGES}; got {request.image_count}")
+        ids, unknown = model.tokenizer.encode(prompt)
+        if not ids:
+            raise invalid_argument(
+                "prompt", f"none of its words is in the model's vocabulary ({', '.join(model.tokenizer.words[2:])})"
+            )
+        seed = request.seed or secrets.randbits(63) + 1
+        pngs = await self.batcher.submit(TextJob(name, tuple(ids), _noise(seed, request.image_count,
+                                                                          model.config.noise_dim)))
+        return generation_pb2.TextToImageResponse(
+            images=[common_pb2.Image(data=png) for png in pngs], seed=seed, unknown_words=unknown, model=name
+        )
+
+    async def ImageToImage(self, request, context):
+        name = request.model
+        if not name:
+            raise invalid_argument("model", f"is required: one of {', '.join(IMAGE_TO_IMAGE)}")
+        if name in self.text_models:
+            raise invalid_argument("model", f"'{name}' is a text-to-image model; call TextToImage")
+        if name not in self.image_models:
+            raise not_found("model", f"no image-to-image model '{name}' on this server; loaded: "
+                                     f"{', '.join(self.image_models) or 'none'}")
+        image = await asyncio.to_thread(decode_image, request.image.data, "image.data",
+                                        self.settings.max_image_pixels)
+        png = await self.batcher.submit(ImageJob(name, image))
+        return generation_pb2.ImageToImageResponse(image=common_pb2.Image(data=png), model=name)
+
+    async def ListModels(self, request, context):
+        infos = [self._info(name, "text-to-image", model, model.manifest_entry, is_default=True)
+                 for name, model in self.text_models.items()]
+        infos += [self._info(name, name, model, model.manifest_entry, is_default=False)
+                  for name, model in self.image_models.items()]
+        return generation_pb2.ListGenerationModelsResponse(models=infos)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _text_model(self, name: str) -> Text2Image:
+        if name in self.text_models:
+            return self.text_models[name]
+        if name in self.image_models or name in IMAGE_TO_IMAGE:
+            raise invalid_argument("model", f"'{name}' is an image-to-image model; call ImageToImage")
+        raise not_found("model", f"no text-to-image model '{name}' on this server; loaded: "
+                                 f"{', '.join(self.text_models) or 'none'}")
+
+    def _info(self, name: str, task: str, model, entry: dict, is_default: bool) -> common_pb2.ModelInfo:
+        network = model if isinstance(model, torch.nn.Module) else getattr(model, "network", None)
+        info = common_pb2.ModelInfo(
+            name=name, task=task, backend=common_pb2.MODEL_BACKEND_BUILTIN, weights_sha256=entry.get("sha256", ""),
+            device=describe_device(self.device), is_default=is_default,
+            parameter_count=parameter_count(network) if network is not None else int(entry.get("parameters", 0)),
+        )
+        for key, value in (entry.get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                info.metrics[key] = float(value)
+        return info
+
+    # --- the batch function (worker thread, inference mode) --------------------------------
+
+    def _forward(self, jobs: list[TextJob | ImageJob]) -> list:
+        results: list = [None] * len(jobs)
+        for name in {j.model for j in jobs}:
+            indices = [i for i, j in enumerate(jobs) if j.model == name]
+            group = [jobs[i] for i in indices]
+            outputs = (self._generate(self.text_models[name], group) if isinstance(group[0], TextJob)
+                       else self._translate(self.image_models[name], group))
+            for i, out in zip(indices, outputs):
+                results[i] = out
+        return results
+
+    def _generate(self, model: Text2Image, jobs: list[TextJob]) -> list[list[bytes]]:
+        embeddings = [_embedding(model, job.word_ids) for job in jobs]
+        text = torch.cat([e.expand(len(job.noise), -1) for e, job in zip(embeddings, jobs)])
+        noise = torch.cat([job.noise for job in jobs])
+        pixels = _to_uint8(_chunked(lambda z, t: model(z, t), noise.to(self.device), text, CHUNK))
+        out, start = [], 0
+        for job in jobs:
+            out.append([encode_png(p) for p in pixels[start:start + len(job.noise)]])
+            start += len(job.noise)
+        return out
+
+    def _translate(self, model, jobs: list[ImageJob]) -> list[bytes]:
+        batch = torch.stack([
+            torch.from_numpy(np.asarray(job.image.resize((WORKING_SIZE, WORKING_SIZE), Image.BICUBIC), np.float32))
+            .permute(2, 0, 1) / 255.0
+            for job in jobs
+        ]).to(self.device)
+        pixels = _to_uint8(_chunked(lambda x: model.translate(x), batch, None, CHUNK))
+        pngs = []
+        for job, p in zip(jobs, pixels):
+            image = Image.fromarray(p)
+            if image.size != job.image.size:
+                image = image.resize(job.image.size, Image.BICUBIC)
+            pngs.append(encode_png(np.asarray(image)))
+        return pngs
+
+
+def _noise(seed: int, count: int, dim: int) -> torch.Tensor:
+    """Gaussian noise on the CPU, one row after the other, so image i of a
+    request does not depend on how many images it asked for."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.cat([torch.randn(1, dim, generator=generator) for _ in range(count)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _embedding_cached(model_id: int, model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
+    ids, lengths = model.tokenizer.batch([list(word_ids)])
+    return model.text_encoder(ids.to(next(model.parameters()).device), lengths)
+
+
+def _embedding(model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
+    # One prompt at a time: a GRU's output must not depend on its batch-mates.
+    return _embedding_cached(id(model), model, word_ids)
+
+
+def _chunked(fn, first: torch.Tensor, second: torch.Tensor | None, size: int) -> torch.Tensor:
+    """fn over fixed-size row chunks (the last one zero-padded), concatenated."""
+    outputs = []
+    for start in range(0, len(first), size):
+        parts = [t[start:start + size] for t in (first, second) if t is not None]
+        rows = len(parts[0])
+        if rows < size:
+            parts = [torch.cat([p, p.new_zeros(size - rows, *p.shape[1:])]) for p in parts]
+        outputs.append(fn(*parts)[:rows])
+    return torch.cat(outputs)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, 3, H, W] in [0, 1] -> uint8 [N, H, W, 3]."""
+    return (images.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
