@@ -1,0 +1,367 @@
+"""The Audio service: STFT features of clips (unary and streamed) and sound-source localisation.
+
+Requests are validated here, on the event loop, so that every bad input gets
+its own status naming the proto field; the device work (resampling, STFT,
+the localisation network) runs in two dynamic batchers.
+
+Limits (environment): SYN_AUDIO_MAX_SECONDS (default 30) caps a clip's
+duration and SYN_AUDIO_MAX_STFT_CELLS (default 2^23) the STFT's frames x
+frequency bins; both answer RESOURCE_EXHAUSTED, like the runtime's pixel and
+message-size limits. SYN_AUDIO_MODELS lists the localisation checkpoints to
+load (comma-separated, the first is the default; default `localization`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.audio import decoding
+from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
+from models.audio.localize import LoadedLocalizer, load_localizer, localize
+from services.runtime import (
+    DynamicBatcher,
+    Settings,
+    decode_image,
+    describe_device,
+    invalid_argument,
+    not_found,
+    resource_exhausted,
+    select_device,
+)
+from synesthesia.tensors import pcm_to_array, to_tensor
+from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
+
+KINDS = {
+    audio_pb2.FEATURE_KIND_UNSPECIFIED: "log_mel",
+    audio_pb2.FEATURE_KIND_MAGNITUDE: "magnitude",
+    audio_pb2.FEATURE_KIND_POWER: "power",
+    audio_pb2.FEATURE_KIND_LOG_MEL: "log_mel",
+}
+WINDOWS = {
+    audio_pb2.WINDOW_KIND_UNSPECIFIED: "hamming",
+    audio_pb2.WINDOW_KIND_HAMMING: "hamming",
+    audio_pb2.WINDOW_KIND_HANN: "hann",
+    audio_pb2.WINDOW_KIND_RECTANGULAR: "rectangular",
+}
+# Room left in a response for everything but the tensor bytes.
+RESPONSE_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass
+class Clip:
+    samples: np.ndarray  # mono float32
+    sample_rate: int
+    field: str  # the proto field the samples came from, for later errors
+
+
+@dataclass
+class FeatureJob:
+    clip: Clip
+    config: FeatureConfig
+    rate: int  # analysis rate
+
+
+@dataclass
+class LocalizeJob:
+    model: str
+    image: np.ndarray
+    clip: Clip
+
+
+class AudioServicer(audio_pb2_grpc.AudioServicer):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = select_device(settings.device)
+        self.max_seconds = float(settings.env("AUDIO_MAX_SECONDS", "30"))
+        self.max_stft_cells = int(settings.env("AUDIO_MAX_STFT_CELLS", str(1 << 23)))
+        self.model_names = [n.strip() for n in settings.env("AUDIO_MODELS", "localization").split(",") if n.strip()]
+        self.models: dict[str, LoadedLocalizer] = {}
+        self.feature_batcher = DynamicBatcher(self._features_batch, max_batch_size=settings.max_batch_size,
+                                              max_wait_ms=settings.max_batch_wait_ms, name="audio-features")
+        self.localize_batcher = DynamicBatcher(self._localize_batch, max_batch_size=settings.max_batch_size,
+                                               max_wait_ms=settings.max_batch_wait_ms, name="audio-localize")
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for name in self.model_names:
+            self.models[name] = load_localizer(name, checkpoint_dir=self.settings.checkpoint_dir, device=self.device)
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self._load)
+        rng = np.random.default_rng(0)
+        clip = Clip((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, "warm-up")
+        await self.feature_batcher.run_now([FeatureJob(clip, FeatureConfig(), 16000)])
+        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        await self.localize_batcher.run_now([LocalizeJob(name, image, clip) for name in self.models])
+
+    async def close(self) -> None:
+        await self.feature_batcher.close()
+        await self.localize_batcher.close()
+
+    # --- validation -------------------------------------------------------------------------
+
+    def _check_rate(self, rate: int, field: str) -> None:
+        if rate <= 0:
+            raise invalid_argument(field, f"sample rate must be positive, got {rate}")
+        if rate > decoding.MAX_SAMPLE_RATE_HZ:
+            raise invalid_argument(field, f"sample rate {rate} Hz is above the largest supported "
+                                          f"{decoding.MAX_SAMPLE_RATE_HZ} Hz")
+
+    def _check_duration(self, samples: int, rate: int, field: str) -> None:
+        seconds = samples / rate
+        if seconds > self.max_seconds:
+            raise resource_exhausted(field, f"clip is {seconds:.2f} s long; the limit is {self.max_seconds:g} s "
+                                            "(SYN_AUDIO_MAX_SECONDS)")
+
+    def _pcm_samples(self, data: bytes, field: str) -> np.ndarray:
+        try:
+            samples = pcm_to_array(data)
+        except ValueError as exc:
+            raise invalid_argument(field, str(exc)) from None
+        return samples
+
+    @staticmethod
+    def _check_finite(samples: np.ndarray, field: str) -> None:
+        finite = np.isfinite(samples)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise invalid_argument(field, f"sample {index} is {samples[index]}; samples must be finite")
+
+    async def _clip(self, audio: common_pb2.AudioClip, field: str) -> Clip:
+        source = audio.WhichOneof("source")
+        if source is None:
+            raise invalid_argument(field, f"no source set: set {field}.encoded or {field}.pcm")
+        if source == "pcm":
+            pcm = audio.pcm
+            self._check_rate(pcm.sample_rate_hz, f"{field}.pcm.sample_rate_hz")
+            samples_field = f"{field}.pcm.samples_f32le"
+            samples = self._pcm_samples(pcm.samples_f32le, samples_field)
+            if samples.size == 0:
+                raise invalid_argument(samples_field, "the clip has no samples")
+            self._check_duration(samples.size, pcm.sample_rate_hz, samples_field)
+            self._check_finite(samples, samples_field)
+            return Clip(samples, pcm.sample_rate_hz, samples_field)
+        encoded_field = f"{field}.encoded"
+        data = audio.encoded
+        if not data:
+            raise invalid_argument(encoded_field, "the encoded file is empty")
+        try:
+            frames, rate, _channels = decoding.probe(data)
+            self._check_rate(rate, encoded_field)
+            self._check_duration(frames, rate, encoded_field)
+            samples, rate = await asyncio.to_thread(decoding.decode, data)
+        except decoding.AudioDecodeError as exc:
+            raise invalid_argument(encoded_field, str(exc)) from None
+        if samples.size == 0:
+            raise invalid_argument(encoded_field, "the file holds no samples")
+        self._check_finite(samples, encoded_field)
+        return Clip(samples, rate, encoded_field)
+
+    def _feature_config(self, options: audio_pb2.FeatureOptions) -> tuple[FeatureConfig, int]:
+        """FeatureOptions -> (config, requested analysis rate or 0), defaults applied, each field checked."""
+        if options.kind not in KINDS:
+            raise invalid_argument("options.kind", f"unknown feature kind {options.kind}")
+        if options.window not in WINDOWS:
+            raise invalid_argument("options.window", f"unknown window kind {options.window}")
+        n_fft = options.n_fft or 512
+        if n_fft < 2 or n_fft & (n_fft - 1):
+            raise invalid_argument("options.n_fft", f"{n_fft} is not a power of two (>= 2)")
+        hop = options.hop_length_samples or max(1, n_fft // 4)
+        if not 1 <= hop <= n_fft:
+            raise invalid_argument("options.hop_length_samples", f"{hop} is outside 1..n_fft ({n_fft})")
+        n_mels = options.n_mels or 64
+        if not 1 <= n_mels <= MAX_MELS:
+            raise invalid_argument("options.n_mels", f"{n_mels} is outside 1..{MAX_MELS}")
+        target = options.target_sample_rate_hz
+        if target:
+            self._check_rate(target, "options.target_sample_rate_hz")
+        config = FeatureConfig(kind=KINDS[options.kind], n_fft=n_fft, hop_length=hop, window=WINDOWS[options.window],
+                               n_mels=n_mels, center=options.center)
+        return config, target
+
+    def _feature_job(self, clip: Clip, config: FeatureConfig, target: int) -> FeatureJob:
+        """Checks that depend on the clip: resampling, n_fft against its length, output size."""
+        rate = target or clip.sample_rate
+        if not decoding.can_resample(clip.sample_rate, rate):
+            raise invalid_argument("options.target_sample_rate_hz",
+                                   f"cannot resample {clip.sample_rate} Hz to {rate} Hz: the two rates share too "
+                                   "small a common divisor (use a rate such as 8000, 16000, 22050, 44100 or 48000)")
+        count = analysed_length(clip.samples.size, clip.sample_rate, rate)
+        if config.n_fft > count:
+            raise invalid_argument("options.n_fft", f"{config.n_fft} is longer than the clip ({count} samples at "
+                                                    f"{rate} Hz)")
+        frames = config.frames(count)
+        cells = frames * (config.n_fft // 2 + 1)
+        if cells > self.max_stft_cells:
+            raise resource_exhausted("options.hop_length_samples",
+                                     f"the STFT would have {frames} frames x {config.n_fft // 2 + 1} bins = {cells} "
+                                     f"cells; the limit is {self.max_stft_cells} (SYN_AUDIO_MAX_STFT_CELLS): raise "
+                                     "the hop or send a shorter clip")
+        size = 4 * frames * config.bins
+        if size > self.settings.max_message_bytes - RESPONSE_OVERHEAD_BYTES:
+            raise resource_exhausted("options.hop_length_samples",
+                                     f"the features would take {size} bytes, over the response limit of "
+                                     f"{self.settings.max_message_bytes} (SYN_MAX_MESSAGE_BYTES): raise the hop")
+        return FeatureJob(clip, config, rate)
+
+    # --- device work (batcher threads) ------------------------------------------------------
+
+    def _features_batch(self, jobs: list[FeatureJob]) -> list[np.ndarray | Exception]:
+        # Clips of equal length, rate and options are stacked into one STFT call.
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            key = (job.clip.samples.size, job.clip.sample_rate, job.rate, job.config)
+            groups.setdefault(key, []).append(i)
+        results: list[np.ndarray | Exception] = [None] * len(jobs)  # type: ignore[list-item]
+        for indices in groups.values():
+            try:
+                first = jobs[indices[0]]
+                samples = torch.from_numpy(np.stack([jobs[i].clip.samples for i in indices])).to(self.device)
+                samples = decoding.resample(samples, first.clip.sample_rate, first.rate)
+                features = compute(samples, first.rate, first.config).cpu().numpy()
+                for i, f in zip(indices, features):
+                    results[i] = f
+            except Exception as exc:  # delivered to these callers only
+                for i in indices:
+                    results[i] = exc
+        return results
+
+    def _localize_batch(self, jobs: list[LocalizeJob]):
+        results: list = [None] * len(jobs)
+        by_model: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_model.setdefault(job.model, []).append(i)
+        for name, indices in by_model.items():
+            loaded = self.models[name]
+            rate = loaded.model.config.sample_rate
+            try:
+                clips = []
+                for i in indices:
+                    clip = jobs[i].clip
+                    samples = torch.from_numpy(clip.samples).to(self.device)
+                    clips.append(decoding.resample(samples, clip.sample_rate, rate).cpu().numpy())
+                found = localize(loaded.model, [jobs[i].image for i in indices], clips, self.device)
+                for i, result in zip(indices, found):
+                    results[i] = result
+            except Exception as exc:
+                for i in indices:
+                    results[i] = exc
+        return results
+
+    @staticmethod
+    def _unwrap(result):
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # --- RPCs -------------------------------------------------------------------------------
+
+    async def _extract(self, clip: Clip, config: FeatureConfig, target: int) -> audio_pb2.ExtractFeaturesResponse:
+        job = self._feature_job(clip, config, target)
+        features = self._unwrap(await self.feature_batcher.submit(job))
+        return audio_pb2.ExtractFeaturesResponse(
+            features=to_tensor(features),
+            frame_rate_hz=job.rate / config.hop,
+            frequencies_hz=frequencies_hz(config, job.rate),
+            sample_rate_hz=job.rate,
+            sample_count=analysed_length(clip.samples.size, clip.sample_rate, job.rate),
+        )
+
+    async def ExtractFeatures(self, request, context):
+        config, target = self._feature_config(request.options)
+        clip = await self._clip(request.audio, "audio")
+        return await self._extract(clip, config, target)
+
+    async def StreamFeatures(self, request_iterator, context):
+        config = target = None
+        chunks: list[np.ndarray] = []
+        rate = 0
+        total = chunk_count = 0
+        index = -1
+        async for index, message in _enumerate(request_iterator):
+            if index == 0:
+                config, target = self._feature_config(message.options)
+            if not message.HasField("chunk"):
+                continue
+            chunk = message.chunk
+            chunk_count += 1
+            self._check_rate(chunk.sample_rate_hz, "chunk.sample_rate_hz")
+            if rate and chunk.sample_rate_hz != rate:
+                raise invalid_argument("chunk.sample_rate_hz",
+                                       f"message {index} has {chunk.sample_rate_hz} Hz but the stream started at "
+                                       f"{rate} Hz; every chunk must have the same rate")
+            rate = chunk.sample_rate_hz
+            samples = self._pcm_samples(chunk.samples_f32le, "chunk.samples_f32le")
+            self._check_finite(samples, "chunk.samples_f32le")
+            total += samples.size
+            self._check_duration(total, rate, "chunk.samples_f32le")
+            chunks.append(samples)
+        if index < 0:
+            raise invalid_argument("chunk", "the stream carried no messages")
+        if total == 0:
+            raise invalid_argument("chunk.samples_f32le", f"the stream's {index + 1} messages carried no samples")
+        clip = Clip(np.concatenate(chunks), rate, "chunk.samples_f32le")
+        result = await self._extract(clip, config, target)
+        return audio_pb2.StreamFeaturesResponse(result=result, chunk_count=chunk_count)
+
+    async def Localize(self, request, context):
+        name = request.model or self.model_names[0]
+        if name not in self.models:
+            raise not_found("model", f"unknown model {name!r}; loaded: {', '.join(self.models)}")
+        image = np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+        height, width = image.shape[:2]
+        if 4 * height * width > self.settings.max_message_bytes - RESPONSE_OVERHEAD_BYTES:
+            raise resource_exhausted("image.data", f"a {width}x{height} heatmap would exceed the response limit of "
+                                                   f"{self.settings.max_message_bytes} bytes (SYN_MAX_MESSAGE_BYTES)")
+        clip = await self._clip(request.audio, "audio")
+        config = self.models[name].model.config
+        rate = config.sample_rate
+        if not decoding.can_resample(clip.sample_rate, rate):
+            raise invalid_argument(clip.field.replace("samples_f32le", "sample_rate_hz"),
+                                   f"cannot resample {clip.sample_rate} Hz to the model's {rate} Hz")
+        count = analysed_length(clip.samples.size, clip.sample_rate, rate)
+        if count < config.n_fft:
+            raise invalid_argument(clip.field, f"the clip is {count} samples at {rate} Hz; the model needs at least "
+                                               f"{config.n_fft} ({1000 * config.n_fft / rate:.0f} ms)")
+        result = self._unwrap(await self.localize_batcher.submit(LocalizeJob(name, image, clip)))
+        x0, y0, x1, y1 = result.box
+        return audio_pb2.LocalizeResponse(
+            heatmap=common_pb2.Heatmap(values=to_tensor(result.heatmap), image_width_px=width,
+                                       image_height_px=height),
+            box=common_pb2.BoundingBox(x_min_px=x0, y_min_px=y0, x_max_px=x1, y_max_px=y1),
+            peak_score=result.peak_score,
+            peak_to_mean_ratio=result.peak_to_mean,
+            model=name,
+        )
+
+    async def ListModels(self, request, context):
+        infos = []
+        for i, (name, loaded) in enumerate(self.models.items()):
+            info = common_pb2.ModelInfo(
+                name=name, task="sound-localization", backend=common_pb2.MODEL_BACKEND_BUILTIN,
+                weights_sha256=loaded.sha256, device=describe_device(self.device), is_default=i == 0,
+                parameter_count=sum(p.numel() for p in loaded.model.parameters()),
+            )
+            for key, value in loaded.metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    info.metrics[key] = float(value)
+            infos.append(info)
+        return audio_pb2.ListAudioModelsResponse(models=infos)
+
+
+def analysed_length(samples: int, rate: int, target: int) -> int:
+    """Samples after resampling `samples` from `rate` to `target` (torchaudio's output length)."""
+    return samples if rate == target else math.ceil(target * samples / rate)
+
+
+async def _enumerate(iterator):
+    index = 0
+    async for item in iterator:
+        yield index, item
+        index += 1
