@@ -24,7 +24,7 @@ and config, so a file copied without its manifest still says what it is.
 
 Manifest entry: ``{file, sha256, size_bytes, config, metrics, command, data_seeds,
 parameter_count, tied, created}``. Several trainers may finish at once, so the
-manifest is updated read-modify-write under an ``fcntl`` lock on ``manifest.json.lock``
+manifest is updated read-modify-write under an ``fcntl.flock`` on the checkpoint directory
 and replaced atomically (write to a temp file, then ``os.replace``).
 """
 
@@ -70,6 +70,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+def passive_openmp_or_reexec() -> None:
+    """Make idle OpenMP threads sleep instead of spin: re-run this ``python -m`` command with
+    ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set. The variable must be set before torch
+    loads, hence the re-exec. On a shared 2-core machine with other trainers running, spinning
+    threads make 2-thread training about ten times slower than 1 thread; passive ones do not."""
+    if os.environ.get("OMP_WAIT_POLICY"):
+        return
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is None or not spec.name:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]])
 
 
 def command_line() -> str:
@@ -134,13 +151,14 @@ def sha256_file(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
+    # The lock is held on the directory itself, so no lock file is left behind next to the checkpoints.
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / (MANIFEST_NAME + ".lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, Any]:
