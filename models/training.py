@@ -310,7 +310,8 @@ def load_checkpoint(name: str, *, expected_config: dict | None = None,
 
 @dataclass
 class LoopResult:
-    """What `train_loop` returns: the last evaluation, every evaluation, and timing."""
+    """What `train_loop` returns: the last evaluation, every evaluation, and the loop's seconds summed
+    over every session of a resumed run."""
 
     steps: int
     seconds: float
@@ -380,7 +381,7 @@ def train_loop(
     """
     run_dir = Path(run_dir) if run_dir is not None else RUN_DIR / name
     state_path = run_dir / "state.pt"
-    start, history = 0, []
+    start, history, earlier_seconds = 0, [], 0.0
     plain_config = json.dumps(_plain(config), sort_keys=True) if config is not None else None
     if resume and state_path.exists():
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -393,6 +394,7 @@ def train_loop(
             scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
         start, history = int(saved["step"]), json.loads(saved["history"])
+        earlier_seconds = float(saved.get("seconds", 0.0))
         log(f"[{name}] resuming from step {start} ({state_path})")
 
     def save_state(step: int) -> None:
@@ -401,6 +403,7 @@ def train_loop(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": _rng_state(), "step": step, "history": json.dumps(history), "config": plain_config,
+            "seconds": earlier_seconds + time.time() - started,
         }
         tmp = state_path.with_suffix(".tmp")
         torch.save(payload, tmp)
@@ -441,5 +444,5 @@ def train_loop(
     elif history:
         last = {k: v for k, v in history[-1].items() if k != "step"}
     save_state(total_steps)
-    return LoopResult(steps=total_steps, seconds=time.time() - started, resumed_from=start,
+    return LoopResult(steps=total_steps, seconds=earlier_seconds + time.time() - started, resumed_from=start,
                       last_metrics=last, history=history)

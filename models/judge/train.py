@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics[f"{domain}_{k}"] = v
         return metrics
 
+    loop_started = time.time()
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = train_loop(
         name=CHECKPOINT_NAME, model=model, optimizer=optimizer, scheduler=scheduler, batches=batches,
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         config={"network": config.to_dict(), **{k: options[k] for k in ("steps", "batch_size", "lr", "layouts", "seed")}},
         progress=progress,
     )
-    train_minutes = (time.time() - started) / 60
+    rendering_seconds = loop_started - started
+    train_minutes = (rendering_seconds + result.seconds) / 60  # rendering + every session of the loop
 
     model.eval()
     metrics = evaluate(model, args.eval_count)

@@ -149,3 +149,15 @@ def test_splits_are_disjoint():
     assert len(TRAIN_SEEDS) > 0 and len(EVAL_SEEDS) > 0
     assert set(TRAIN_SEEDS[:1]) and max(TRAIN_SEEDS) < min(EVAL_SEEDS)
     assert range(max(TRAIN_SEEDS.start, EVAL_SEEDS.start), min(TRAIN_SEEDS.stop, EVAL_SEEDS.stop)) == range(0)
+
+
+def test_dataloader_workers_give_the_same_batches():
+    from torch.utils.data import DataLoader
+
+    dataset = ShapesWorldDataset(range(100, 116), objects=None, keys=("image", "caption", "shape", "bbox"))
+    serial = list(DataLoader(dataset, batch_size=8))
+    parallel = list(DataLoader(dataset, batch_size=8, num_workers=2))
+    for a, b in zip(serial, parallel):
+        assert a["image"].equal(b["image"]) and a["shape"].equal(b["shape"]) and a["bbox"].equal(b["bbox"])
+        assert a["caption"] == b["caption"] and len(a["caption"]) == 8
+    assert serial[0]["image"].shape == (8, 3, 64, 64)
