@@ -4,8 +4,8 @@
     judge = load_judge()                  # models/checkpoints/judge.safetensors, sha256 + config checked
     judge.predict(images)                 # {"shape": [...], "colour": [...], "size": [...], "domain": [...]}
 
-`images`: float tensor [N,3,H,W] in [0,1], or uint8 [N,H,W,3] (numpy or torch); other sizes than
-64x64 are resized. Train: ``python -m models.judge.train`` (make train-judge); measure:
+`images`: float tensor [N,3,H,W] in [0,1], or uint8 [N,H,W,3] (numpy or torch), or a list of single
+images in either layout; other sizes than 64x64 are resized. Train: ``python -m models.judge.train`` (make train-judge); measure:
 ``python -m models.judge.evaluate``.
 """
 
@@ -24,8 +24,13 @@ CHECKPOINT_NAME = "judge"
 
 
 def as_batch(images, image_size: int = 64) -> torch.Tensor:
-    """float [N,3,S,S] in [0,1] from a float tensor [N,3,H,W] in [0,1] or uint8 NHWC (numpy or torch);
-    a single image (3 dims) becomes a batch of one."""
+    """float [N,3,S,S] in [0,1] from a float tensor [N,3,H,W] in [0,1] or uint8 NHWC (numpy or torch),
+    or a list of such single images; a single image (3 dims) becomes a batch of one."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("no images")
+        parts = [torch.from_numpy(np.ascontiguousarray(im)) if isinstance(im, np.ndarray) else im for im in images]
+        images = torch.stack(parts)
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor):

@@ -65,6 +65,7 @@ def test_input_formats_agree(judge):
     uint8 = np.stack([s.image for s in scenes])
     floats = torch.from_numpy(uint8).permute(0, 3, 1, 2).float() / 255
     assert judge.predict(uint8) == judge.predict(floats) == judge.predict(torch.from_numpy(uint8))
+    assert judge.predict(list(uint8)) == judge.predict(uint8) == judge.predict(list(floats))
     assert judge.predict(uint8[0])["shape"] == [judge.predict(uint8)["shape"][0]]
     with pytest.raises(ValueError):
         judge.predict(np.zeros((2, 64, 64, 4), np.uint8))
