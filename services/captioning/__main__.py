@@ -1,0 +1,8 @@
+"""python -m services.captioning --port N: the Captioning service (Show, Attend and Tell; optional transformers model)."""
+
+from services.captioning.servicer import CaptioningServicer
+from services.runtime import run_service
+from synesthesia.v1 import captioning_pb2_grpc
+
+run_service("captioning", CaptioningServicer, captioning_pb2_grpc.add_CaptioningServicer_to_server,
+            "synesthesia.v1.Captioning")
