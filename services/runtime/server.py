@@ -46,6 +46,7 @@ class ServiceHost:
         self.servicer = servicer
         self.service_full_name = service_full_name
         self.health = health.aio.HealthServicer()
+        self._watch_task: asyncio.Task | None = None
         self.server = grpc.aio.server(
             interceptors=[CallInterceptor(settings.auth_token)],
             options=server_options(settings),
@@ -81,12 +82,23 @@ class ServiceHost:
                 await warm_up()
             else:
                 await asyncio.get_running_loop().run_in_executor(None, warm_up)
-        await self.set_health(SERVING)
-        log.info("%s serving", self.service_full_name)
+        # A servicer whose readiness depends on others (the gateway on its upstreams)
+        # reports it through watch_readiness(set_ready) instead of being SERVING for good.
+        watch = getattr(self.servicer, "watch_readiness", None)
+        if watch is not None:
+            self._watch_task = asyncio.create_task(watch(self.set_ready))
+        else:
+            await self.set_health(SERVING)
+            log.info("%s serving", self.service_full_name)
+
+    async def set_ready(self, ready: bool) -> None:
+        await self.set_health(SERVING if ready else NOT_SERVING)
 
     async def drain(self) -> None:
         """Refuse new work, let in-flight calls finish within drain_seconds, then close."""
         await self.health.enter_graceful_shutdown()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         await self.server.stop(grace=self.settings.drain_seconds)
         close = getattr(self.servicer, "close", None)
         if close is not None:

@@ -1,0 +1,166 @@
+"""The Gateway servicer: Describe, Imagine, Listen, Translate and RunPipeline.
+
+Each RPC is a short chain of upstream calls (see upstreams.py for deadlines,
+retries and error naming); independent calls inside a chain run concurrently.
+Readiness follows the upstreams: the gateway reports NOT_SERVING while any of
+them is not SERVING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import numpy as np
+
+from services.gateway import pipeline
+from services.gateway.upstreams import Upstream, call, connect
+from services.runtime import Settings, decode_image, encode_png, invalid_argument
+from synesthesia.tensors import from_tensor
+from synesthesia.v1 import (
+    audio_pb2,
+    captioning_pb2,
+    common_pb2,
+    embedding_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    generation_pb2,
+)
+
+log = logging.getLogger(__name__)
+POSITION = re.compile(r" (on the left|on the right|at the top|at the bottom|in the middle)$")
+MAX_PROMPT_CHARS = 512
+
+
+def object_phrase(caption: str) -> str:
+    """'a small red circle on the left' -> 'the small red circle'."""
+    phrase = POSITION.sub("", caption.strip())
+    return "the " + phrase[2:] if phrase.startswith("a ") else phrase
+
+
+def isolate_box(pixels: np.ndarray, box: common_pb2.BoundingBox, margin_px: int = 3) -> np.ndarray:
+    """Keep the box (plus a margin) where it is and paint the rest with the background.
+
+    The captioner was trained on whole scenes at native scale, so it reads an
+    object best at its own size and place, alone on the scene's background.
+    """
+    height, width = pixels.shape[:2]
+    x0 = max(0, int(np.floor(box.x_min_px)) - margin_px)
+    y0 = max(0, int(np.floor(box.y_min_px)) - margin_px)
+    x1 = min(width, int(np.ceil(box.x_max_px)) + margin_px)
+    y1 = min(height, int(np.ceil(box.y_max_px)) + margin_px)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    out = np.empty_like(pixels)
+    out[:] = np.median(border, axis=0).astype(np.uint8)
+    out[y0:y1, x0:x1] = pixels[y0:y1, x0:x1]
+    return out
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.upstreams: dict[str, Upstream] = connect(settings)
+        self.health_interval_s = float(settings.env("GATEWAY_HEALTH_INTERVAL_S", "2"))
+        self.upstream_status: dict[str, bool] = {name: False for name in self.upstreams}
+
+    async def watch_readiness(self, set_ready) -> None:
+        while True:
+            results = await asyncio.gather(*(u.serving() for u in self.upstreams.values()))
+            changed = dict(zip(self.upstreams, results)) != self.upstream_status
+            self.upstream_status = dict(zip(self.upstreams, results))
+            if changed:
+                down = [n for n, ok in self.upstream_status.items() if not ok]
+                log.info("upstreams down: %s", ", ".join(down) or "none")
+            await set_ready(all(results))
+            await asyncio.sleep(self.health_interval_s)
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _image(self, image: common_pb2.Image, field: str) -> np.ndarray:
+        return np.asarray(decode_image(image.data, field, self.settings.max_image_pixels))
+
+    async def _caption(self, image_png: bytes, context, *, attention: bool = False, beam_size: int = 0):
+        request = captioning_pb2.CaptionRequest(
+            image=common_pb2.Image(data=image_png),
+            options=captioning_pb2.CaptionOptions(beam_size=beam_size),
+            include_attention=attention,
+        )
+        return await call(self.upstreams["captioning"], "Caption", request, context)
+
+    # -- RPCs ----------------------------------------------------------------------------------------
+
+    async def Describe(self, request, context):
+        self._image(request.image, "image.data")  # refuse a bad image before fanning out
+        if not 0 <= request.beam_size <= 10:
+            raise invalid_argument("beam_size", "must be 0 (default) to 10")
+        if not 0 <= request.top_k <= 100:
+            raise invalid_argument("top_k", "must be 0 to 100")
+        caption = self._caption(request.image.data, context, attention=True, beam_size=request.beam_size)
+        if not request.collection:
+            return gateway_pb2.DescribeResponse(caption=await caption)
+        search = call(self.upstreams["embedding"], "Search", embedding_pb2.SearchRequest(
+            collection=request.collection, image=request.image, top_k=request.top_k or 5), context)
+        caption_reply, search_reply = await asyncio.gather(caption, search)
+        return gateway_pb2.DescribeResponse(caption=caption_reply, neighbours=search_reply.hits)
+
+    async def Imagine(self, request, context):
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise invalid_argument("prompt", "must not be empty")
+        if len(request.prompt) > MAX_PROMPT_CHARS:
+            raise invalid_argument("prompt", f"must be at most {MAX_PROMPT_CHARS} characters")
+        count = request.image_count or 1
+        if not 1 <= count <= 16:
+            raise invalid_argument("image_count", "must be 0 (one image) to 16")
+        generated = await call(self.upstreams["generation"], "TextToImage", generation_pb2.TextToImageRequest(
+            prompt=prompt, image_count=count, seed=request.seed), context)
+        captions = asyncio.gather(*(self._caption(img.data, context) for img in generated.images))
+        image_vectors = call(self.upstreams["embedding"], "EmbedImages",
+                             embedding_pb2.EmbedImagesRequest(images=generated.images), context)
+        text_vector = call(self.upstreams["embedding"], "EmbedTexts",
+                           embedding_pb2.EmbedTextsRequest(texts=[prompt]), context)
+        captions, image_vectors, text_vector = await asyncio.gather(captions, image_vectors, text_vector)
+        agreement = from_tensor(image_vectors.embeddings) @ from_tensor(text_vector.embeddings)[0]
+        return gateway_pb2.ImagineResponse(
+            images=[
+                gateway_pb2.ImaginedImage(image=img, caption=cap.caption, prompt_agreement=float(score))
+                for img, cap, score in zip(generated.images, captions, agreement)
+            ],
+            seed=generated.seed,
+            unknown_words=generated.unknown_words,
+        )
+
+    async def Listen(self, request, context):
+        pixels = self._image(request.image, "image.data")
+        if not request.audio.WhichOneof("source"):
+            raise invalid_argument("audio", "set audio.encoded or audio.pcm")
+        located = await call(self.upstreams["audio"], "Localize", audio_pb2.LocalizeRequest(
+            image=request.image, audio=request.audio), context)
+        isolated = encode_png(isolate_box(pixels, located.box))
+        caption = (await self._caption(isolated, context)).caption
+        return gateway_pb2.ListenResponse(
+            heatmap=located.heatmap,
+            box=located.box,
+            caption=caption,
+            summary=f"the sound comes from {object_phrase(caption)}",
+            peak_score=located.peak_score,
+        )
+
+    async def Translate(self, request, context):
+        self._image(request.image, "image.data")
+        if not request.model:
+            raise invalid_argument("model", "name an image-to-image model, e.g. sketch2photo, day2night, night2day")
+        translated = await call(self.upstreams["generation"], "ImageToImage", generation_pb2.ImageToImageRequest(
+            image=request.image, model=request.model), context)
+        caption = await self._caption(translated.image.data, context)
+        return gateway_pb2.TranslateResponse(image=translated.image, caption=caption.caption)
+
+    async def RunPipeline(self, request, context):
+        plan = pipeline.parse(request.spec, set(request.inputs))
+        async for event in pipeline.run(plan, dict(request.inputs), self.upstreams, context):
+            yield event
+
+    async def close(self) -> None:
+        await asyncio.gather(*(u.channel.close() for u in self.upstreams.values()))
+
