@@ -182,9 +182,9 @@ def fill(message: Message, values: dict, where: str) -> Message:
         try:
             if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
                 target.update({str(k): str(v) for k, v in value.items()})
-            elif fd.label == fd.LABEL_REPEATED:
-                items = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not \
-                    isinstance(value, (str, bytes, dict, Message)) else [value]
+            elif fd.is_repeated:
+                single = isinstance(value, (str, bytes, dict, Message)) or not hasattr(value, "__iter__")
+                items = [value] if single else list(value)
                 for item in items:
                     if fd.message_type is None:
                         target.append(item)

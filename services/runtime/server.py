@@ -120,7 +120,12 @@ async def serve(settings: Settings, servicer_factory: Callable[[Settings], objec
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done() and starting.exception() is not None:
-        raise starting.exception()
+        # Fail fast and visibly (a missing checkpoint, a bad setting): stop listening, then exit non-zero.
+        waiter.cancel()
+        await host.server.stop(0)
+        error = starting.exception()
+        log.error("%s failed to start: %s: %s", service_full_name, type(error).__name__, error)
+        raise SystemExit(1) from error
     await waiter
     log.info("%s draining (up to %.1fs)", service_full_name, settings.drain_seconds)
     starting.cancel()

@@ -25,6 +25,7 @@ class ToyCaptioner(captioning_pb2_grpc.CaptioningServicer):
         self.settings = settings
         self.warmup_s = float(settings.env("TOY_WARMUP_S", "0"))
         self.delay_s = float(settings.env("TOY_DELAY_MS", "0")) / 1000.0
+        self.last_time_remaining: float | None = None
         self.batcher = DynamicBatcher(
             self._forward, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_batch_wait_ms, name="toy"
         )
@@ -44,6 +45,8 @@ class ToyCaptioner(captioning_pb2_grpc.CaptioningServicer):
         return np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
 
     async def Caption(self, request, context):
+        # Recorded so gateway tests can see the deadline that reached this hop.
+        self.last_time_remaining = context.time_remaining()
         caption = await self.batcher.submit(self._image(request))
         return captioning_pb2.CaptionResponse(caption=caption, model="toy")
 
@@ -59,6 +62,8 @@ class ToyCaptioner(captioning_pb2_grpc.CaptioningServicer):
         info = common_pb2.ModelInfo(name="toy", task="test", is_default=True)
         info.metrics["forward_calls"] = self.batcher.forward_calls
         info.metrics["items_processed"] = self.batcher.items_processed
+        if self.last_time_remaining is not None:
+            info.metrics["last_time_remaining_s"] = self.last_time_remaining
         return captioning_pb2.ListCaptioningModelsResponse(models=[info])
 
     async def close(self) -> None:
