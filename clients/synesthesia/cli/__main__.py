@@ -1,0 +1,3 @@
+from synesthesia.cli.app import main
+
+main()

@@ -1,0 +1,158 @@
+"""A small typed client for a Synesthesia stack (in the spirit of clip-as-service's Client).
+
+    from synesthesia.client import Client
+    with Client("127.0.0.1:50050") as syn:
+        described = syn.describe("scene.png")          # caption + per-word attention
+        imagined = syn.imagine("a large red circle", n=4, seed=7)
+        hits = syn.search("a blue square", collection="photos")
+
+Gateway calls go to `target`; embedding and audio calls that the gateway does
+not chain (search, index, features) go to those services directly. Images and
+audio may be paths, bytes, or (images) uint8 numpy arrays. Errors are the usual
+`grpc.RpcError` with the server's status code and field-naming message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from synesthesia.pictures import png_bytes
+from synesthesia.tensors import array_to_pcm
+from synesthesia.v1 import (
+    audio_pb2,
+    audio_pb2_grpc,
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+)
+
+DEFAULT_TARGETS = {
+    "gateway": "127.0.0.1:50050",
+    "captioning": "127.0.0.1:50051",
+    "generation": "127.0.0.1:50052",
+    "audio": "127.0.0.1:50053",
+    "embedding": "127.0.0.1:50054",
+}
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+FEATURE_KINDS = {"magnitude": audio_pb2.FEATURE_KIND_MAGNITUDE, "power": audio_pb2.FEATURE_KIND_POWER,
+                 "log-mel": audio_pb2.FEATURE_KIND_LOG_MEL}
+
+
+def default_target(name: str) -> str:
+    """SYN_TARGET for the gateway, SYN_<NAME>_TARGET for a service, else the standard loopback port."""
+    variable = "SYN_TARGET" if name == "gateway" else f"SYN_{name.upper()}_TARGET"
+    return os.environ.get(variable, DEFAULT_TARGETS[name])
+
+
+def image_message(image: str | Path | bytes | np.ndarray) -> common_pb2.Image:
+    if isinstance(image, np.ndarray):
+        return common_pb2.Image(data=png_bytes(image))
+    if isinstance(image, (str, Path)):
+        return common_pb2.Image(data=Path(image).read_bytes())
+    return common_pb2.Image(data=bytes(image))
+
+
+def audio_message(audio: str | Path | bytes | np.ndarray, sample_rate_hz: int = 16000) -> common_pb2.AudioClip:
+    if isinstance(audio, np.ndarray):
+        return common_pb2.AudioClip(pcm=common_pb2.Pcm(samples_f32le=array_to_pcm(audio),
+                                                       sample_rate_hz=sample_rate_hz))
+    if isinstance(audio, (str, Path)):
+        return common_pb2.AudioClip(encoded=Path(audio).read_bytes())
+    return common_pb2.AudioClip(encoded=bytes(audio))
+
+
+class Client:
+    def __init__(self, target: str | None = None, *, embedding: str | None = None, audio: str | None = None,
+                 timeout_s: float = 120.0, token: str | None = None) -> None:
+        self.targets = {"gateway": target or default_target("gateway"),
+                        "embedding": embedding or default_target("embedding"),
+                        "audio": audio or default_target("audio")}
+        self.timeout_s = timeout_s
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def _channel(self, name: str) -> grpc.Channel:
+        if name not in self._channels:
+            self._channels[name] = grpc.insecure_channel(self.targets[name], options=CHANNEL_OPTIONS)
+        return self._channels[name]
+
+    @property
+    def gateway(self) -> gateway_pb2_grpc.GatewayStub:
+        return gateway_pb2_grpc.GatewayStub(self._channel("gateway"))
+
+    def _kw(self) -> dict:
+        return {"timeout": self.timeout_s, "metadata": self.metadata}
+
+    # -- through the gateway ---------------------------------------------------------------------------
+    def describe(self, image, *, collection: str = "", top_k: int = 0, beam_size: int = 0):
+        return self.gateway.Describe(gateway_pb2.DescribeRequest(
+            image=image_message(image), collection=collection, top_k=top_k, beam_size=beam_size), **self._kw())
+
+    def imagine(self, prompt: str, *, n: int = 1, seed: int = 0):
+        return self.gateway.Imagine(gateway_pb2.ImagineRequest(prompt=prompt, image_count=n, seed=seed),
+                                    **self._kw())
+
+    def translate(self, image, model: str):
+        return self.gateway.Translate(gateway_pb2.TranslateRequest(image=image_message(image), model=model),
+                                      **self._kw())
+
+    def listen(self, image, audio):
+        return self.gateway.Listen(gateway_pb2.ListenRequest(image=image_message(image), audio=audio_message(audio)),
+                                   **self._kw())
+
+    def run(self, spec: str, inputs: Mapping[str, bytes] | None = None) -> Iterator[gateway_pb2.RunPipelineResponse]:
+        return self.gateway.RunPipeline(gateway_pb2.RunPipelineRequest(spec=spec, inputs=dict(inputs or {})),
+                                        **self._kw())
+
+    # -- direct to a service ---------------------------------------------------------------------------
+    def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5):
+        request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k)
+        if image is not None:
+            request.image.CopyFrom(image_message(image))
+        else:
+            request.text = query or ""
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Search(request, **self._kw())
+
+    def upsert(self, items: list[embedding_pb2.Item], *, collection: str = "default"):
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Upsert(
+            embedding_pb2.UpsertRequest(collection=collection, items=items), **self._kw())
+
+    def features(self, audio, *, kind: str = "log-mel", n_fft: int = 0, hop: int = 0, n_mels: int = 0):
+        options = audio_pb2.FeatureOptions(kind=FEATURE_KINDS[kind], n_fft=n_fft, hop_length_samples=hop,
+                                           n_mels=n_mels)
+        return audio_pb2_grpc.AudioStub(self._channel("audio")).ExtractFeatures(
+            audio_pb2.ExtractFeaturesRequest(audio=audio_message(audio), options=options), **self._kw())
+
+    # -- operations ------------------------------------------------------------------------------------
+    @staticmethod
+    def health(targets: Mapping[str, str], timeout_s: float = 3.0) -> dict[str, str]:
+        """{name: SERVING | NOT_SERVING | UNREACHABLE (code)} for each named target."""
+        out = {}
+        for name, target in targets.items():
+            with grpc.insecure_channel(target) as channel:
+                try:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                      timeout=timeout_s)
+                    out[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                except grpc.RpcError as err:
+                    out[name] = f"UNREACHABLE ({err.code().name})"
+        return out
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
