@@ -22,7 +22,7 @@ from synesthesia.v1 import (
     gateway_pb2,
     gateway_pb2_grpc,
 )
-from tests.gateway.conftest import gateway_env
+from tests.conftest import gateway_env
 from tests.servers import free_port, health_status
 
 pytestmark = pytest.mark.slow
