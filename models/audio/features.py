@@ -143,9 +143,10 @@ def compute(samples: torch.Tensor, sample_rate: int, config: FeatureConfig) -> t
     if config.frames(samples.shape[-1]) < 1:
         raise ValueError(f"n_fft: {config.n_fft} is longer than the clip ({samples.shape[-1]} samples)")
     spec = stft(samples, config)
-    if config.kind == "magnitude":
-        return spec.abs()
+    # re^2 + im^2 (and its root) rather than complex abs(): same values, several times faster on CPU.
     power = spec.real.square() + spec.imag.square()
+    if config.kind == "magnitude":
+        return power.sqrt()
     if config.kind == "power":
         return power
     filters = mel_filters(config, sample_rate, device=samples.device).to(power.dtype)

@@ -50,6 +50,7 @@ def box_of(region: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+@torch.inference_mode()
 def localize(model: SoundLocalizer, images: list[np.ndarray], clips: list[np.ndarray],
              device: torch.device | str = "cpu") -> list[Localization]:
     """`images`: uint8 [H, W, 3] of any sizes; `clips`: mono float32 at the model's sample rate.

@@ -61,7 +61,7 @@ class Options:
     absent_fraction: float = 0.1
     silent_fraction: float = 0.1
     # Extra weight of the silence / noise rows in the mask loss: how flat their map must be.
-    silent_weight: float = 1.0
+    silent_weight: float = 4.0
     eval_scenes: int = 500
     save_every: int = 100
     seed: int = 0

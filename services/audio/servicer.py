@@ -244,6 +244,9 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
                 clips = []
                 for i in indices:
                     clip = jobs[i].clip
+                    if clip.sample_rate == rate:
+                        clips.append(clip.samples)
+                        continue
                     samples = torch.from_numpy(clip.samples).to(self.device)
                     clips.append(decoding.resample(samples, clip.sample_rate, rate).cpu().numpy())
                 found = localize(loaded.model, [jobs[i].image for i in indices], clips, self.device)
@@ -314,7 +317,8 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         name = request.model or self.model_names[0]
         if name not in self.models:
             raise not_found("model", f"unknown model {name!r}; loaded: {', '.join(self.models)}")
-        image = np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+        image = np.asarray(await asyncio.to_thread(decode_image, request.image.data, "image.data",
+                                                   self.settings.max_image_pixels))
         height, width = image.shape[:2]
         if 4 * height * width > self.settings.max_message_bytes - RESPONSE_OVERHEAD_BYTES:
             raise resource_exhausted("image.data", f"a {width}x{height} heatmap would exceed the response limit of "

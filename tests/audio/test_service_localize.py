@@ -126,3 +126,19 @@ def test_list_models(audio_stub):
     assert len(model.weights_sha256) == 64 and model.parameter_count > 10_000
     assert model.device in ("cpu", "cuda:0")
     assert model.metrics["ciou"] >= 0.7 and model.metrics["peak_on_sounding"] >= 0.9
+
+
+def test_heatmap_overlay_picture(audio_stub):
+    """A client draws the answer with the shared pictures module: the brightest overlay pixels
+    (the map's peak, drawn in inferno's yellow) sit on the sounding object."""
+    from synesthesia.pictures import heatmap_overlay, png_bytes as picture_png
+
+    scene = render_scene(EVAL_SEEDS[7000], size=96, objects=2)
+    response = audio_stub.Localize(request(scene.image, scene.audio), timeout=60)
+    overlay = heatmap_overlay(scene.image, from_tensor(response.heatmap.values), alpha=0.6)
+    assert overlay.shape == scene.image.shape and overlay.dtype == np.uint8
+    yellowness = overlay[..., 0].astype(int) + overlay[..., 1] - overlay[..., 2]
+    y, x = np.unravel_index(np.argmax(yellowness), yellowness.shape)
+    x0, y0, x1, y1 = scene.sounding_object.bbox
+    assert x0 - 2 <= x < x1 + 2 and y0 - 2 <= y < y1 + 2
+    assert picture_png(overlay)[:8] == b"\x89PNG\r\n\x1a\n"
