@@ -9,6 +9,8 @@ duration and SYN_AUDIO_MAX_STFT_CELLS (default 2^23) the STFT's frames x
 frequency bins; both answer RESOURCE_EXHAUSTED, like the runtime's pixel and
 message-size limits. SYN_AUDIO_MODELS lists the localisation checkpoints to
 load (comma-separated, the first is the default; default `localization`).
+SYN_AUDIO_FEATURES_BATCH_WAIT_MS (default 0) is the features batcher's wait;
+Localize uses the runtime's SYN_MAX_BATCH_WAIT_MS.
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         self.max_stft_cells = int(settings.env("AUDIO_MAX_STFT_CELLS", str(1 << 23)))
         self.model_names = [n.strip() for n in settings.env("AUDIO_MODELS", "localization").split(",") if n.strip()]
         self.models: dict[str, LoadedLocalizer] = {}
-        self.feature_batcher = DynamicBatcher(self._features_batch, max_batch_size=settings.max_batch_size,
-                                              max_wait_ms=settings.max_batch_wait_ms, name="audio-features")
+        # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
+        # default (they still share a pass with whatever is already queued).
+        self.feature_batcher = DynamicBatcher(
+            self._features_batch, max_batch_size=settings.max_batch_size,
+            max_wait_ms=float(settings.env("AUDIO_FEATURES_BATCH_WAIT_MS", "0")), name="audio-features")
         self.localize_batcher = DynamicBatcher(self._localize_batch, max_batch_size=settings.max_batch_size,
                                                max_wait_ms=settings.max_batch_wait_ms, name="audio-localize")
 

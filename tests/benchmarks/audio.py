@@ -7,6 +7,7 @@ two-object ShapesWorld scenes (64x64 PNG + their 1 s clip) against the built-in 
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -23,6 +24,20 @@ RATE = 16000
 _rng = np.random.default_rng(0)
 CLIPS = [(0.3 * _rng.standard_normal(RATE)).astype(np.float32) for _ in range(32)]
 SCENES = [render_scene(seed, objects=2) for seed in EVAL_SEEDS[:32]]
+# The server runs with one intra-op thread (tests/servers.py sets SYN_TORCH_THREADS=1); the in-process
+# numbers use the same, so "service / in-process" compares like with like. (On a shared 2-core machine,
+# two threads contending with other work were measured 10-100x slower than one.)
+THREADS = 1
+
+
+@contextlib.contextmanager
+def _threads(count: int = THREADS):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _features_call(channel):
@@ -41,7 +56,7 @@ def _features_in_process():
     config = FeatureConfig()
 
     def run(batch: int):
-        with torch.inference_mode():
+        with _threads(), torch.inference_mode():
             return compute(stack[:batch], RATE, config)
 
     return run
@@ -67,7 +82,7 @@ def _localize_in_process():
     images, clips = [s.image for s in SCENES], [s.audio for s in SCENES]
 
     def run(batch: int):
-        with torch.inference_mode():
+        with _threads(), torch.inference_mode():
             return localize(model, images[:batch], clips[:batch])
 
     return run
@@ -100,7 +115,7 @@ def extra_sections() -> list[str]:
     rows = []
     for label, config in [("magnitude STFT", FeatureConfig(kind="magnitude")), ("log-mel", FeatureConfig())]:
         def ours(config=config):
-            with torch.inference_mode():
+            with _threads(), torch.inference_mode():
                 compute(torch_clips, RATE, config)
 
         if config.kind == "magnitude":
@@ -112,11 +127,12 @@ def extra_sections() -> list[str]:
                                                      center=False, n_mels=64, htk=True, norm=None, power=2.0)
                 np.log(mel + 1e-6)
 
+        # librosa's FFT (numpy's pocketfft) is single-threaded too.
         ours_rate, theirs_rate = _rate(ours, seconds), _rate(theirs, seconds)
         rows.append(f"| {label} | {ours_rate:,.0f} | {theirs_rate:,.0f} | {ours_rate / theirs_rate:.2f} |")
     table = "\n".join([
         f"In-process feature extraction on {len(CLIPS)} clips of 1 s at 16 kHz (n_fft 512, hop 128, Hamming, "
-        f"torch threads {torch.get_num_threads()}), seconds of audio per second:",
+        f"torch threads {THREADS}), seconds of audio per second:",
         "",
         "| features | ours (torch.stft) | librosa | ours / librosa |",
         "| --- | ---: | ---: | ---: |",
