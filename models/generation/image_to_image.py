@@ -1,0 +1,92 @@
+"""The image-to-image models the Generation service serves, behind one interface.
+
+    from models.generation.image_to_image import load_image_to_image, available_image_to_image_models
+    model = load_image_to_image("sketch2photo", device)   # or "day2night", "night2day"
+    photos = model.translate(sketches)                    # float [N, 3, 64, 64] in [0, 1] -> same
+
+`sketch2photo` is a pix2pix U-Net (pix2pix.py); `day2night` and `night2day` are
+the two generators of one CycleGAN (cyclegan.py), each in its own checkpoint
+file. Every checkpoint's manifest config names its network (`kind`), and the
+loader refuses a checkpoint whose kind is not the one its name promises.
+
+`translate` is the one code path for serving and for evaluation
+(evaluate_image_to_image measures exactly this method): the network is in
+eval mode, its norms keep no running statistics and it has no active dropout,
+so an image's translation depends neither on the mode nor on its batch-mates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.generation import cyclegan, pix2pix
+from models.training import CheckpointError, load_checkpoint, read_manifest
+
+# Name -> (network kind, builder from the manifest config).
+MODELS = {
+    pix2pix.CHECKPOINT_NAME: (pix2pix.KIND, pix2pix.build_generator),
+    **{name: (cyclegan.KIND, cyclegan.build_generator) for name in cyclegan.DIRECTIONS},
+}
+IMAGE_SIZE = 64
+
+
+class ImageToImageModel:
+    """A loaded translator in eval mode: `translate`, `name`, `manifest_entry`, `network`."""
+
+    def __init__(self, name: str, network: nn.Module, manifest_entry: dict | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.name = name
+        self.device = torch.device(device)
+        # Eval mode only: the training scripts wrap the very network they are training.
+        self.network = network.to(self.device).eval()
+        self.manifest_entry = manifest_entry or {}
+
+    def translate(self, batch: torch.Tensor) -> torch.Tensor:
+        """float [N, 3, 64, 64] in [0, 1] -> float [N, 3, 64, 64] in [0, 1], on the input's device."""
+        if batch.dim() != 4 or tuple(batch.shape[1:]) != (3, IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"{self.name} translates [N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}] batches, "
+                             f"got {tuple(batch.shape)}")
+        if not batch.is_floating_point():
+            raise ValueError(f"{self.name} expects float images in [0, 1], got {batch.dtype}")
+        # Eval mode is set at load time; setting it again guards against a caller that trained it since.
+        self.network.eval()
+        with torch.no_grad():
+            x = batch.to(self.device, torch.float32).clamp(0.0, 1.0) * 2.0 - 1.0
+            y = self.network(x)
+        return ((y + 1.0) / 2.0).clamp(0.0, 1.0).to(batch.device)
+
+    def __repr__(self) -> str:
+        return f"ImageToImageModel({self.name!r}, device={self.device})"
+
+
+def load_image_to_image(name: str, device: str | torch.device = "cpu",
+                        directory: Path | None = None) -> ImageToImageModel:
+    """The shipped checkpoint `name` (see MODELS) on `device`. KeyError for an unknown name,
+    CheckpointError for a missing, corrupt or mismatching checkpoint."""
+    if name not in MODELS:
+        raise KeyError(f"no image-to-image model {name!r}; known: {', '.join(MODELS)}")
+    kind, build = MODELS[name]
+    state, entry = load_checkpoint(name, directory=directory)
+    config = dict(entry.get("config") or {})
+    if config.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {name!r} holds a {config.get('kind')!r} network, expected {kind!r}")
+    try:
+        network = build(config)
+        network.load_state_dict(state, strict=True)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {name!r} does not fit its config {config}: {exc}") from exc
+    entry.pop("extra_tensors", None)
+    return ImageToImageModel(name, network.requires_grad_(False), entry, device)
+
+
+def available_image_to_image_models(directory: Path | None = None) -> list[str]:
+    """The names whose checkpoints are in the manifest and on disk (not verified: loading does that)."""
+    from models.training import CHECKPOINT_DIR
+
+    directory = Path(directory or CHECKPOINT_DIR)
+    manifest = read_manifest(directory)
+    return [name for name in MODELS
+            if name in manifest and (directory / manifest[name].get("file", f"{name}.safetensors")).exists()]
