@@ -1,0 +1,406 @@
+"""The Embedding service: texts and images into one space, and persistent named collections to search.
+
+EmbedTexts / EmbedImages go through one DynamicBatcher, whose batch function runs
+one forward pass per (model, modality) over every request in the batch. Upsert
+embeds its items the same way and writes them to the collection store
+(collections.py: FAISS index + write-ahead log, acknowledged only once fsynced);
+Search embeds its query with the collection's model. Image decoding and store
+operations run in threads, so the event loop only routes.
+
+A collection remembers the model (name and weights fingerprint) and dimension its
+vectors come from; an Upsert naming another model, or a server whose model of
+that name has other weights or another dimension, is refused with
+FAILED_PRECONDITION rather than mixing two spaces in one index.
+
+Environment: SYN_EMBEDDING_MODELS (built-in checkpoints, comma-separated, the
+first is the default; default `embedding`; empty for none),
+SYN_EMBEDDING_HF_DIR (a CLIPModel directory; model name = the directory's
+basename or SYN_EMBEDDING_HF_NAME), SYN_EMBEDDING_INDEX_DIR (default ./run/index),
+SYN_EMBEDDING_INDEX_KIND (flat-ip or hnsw, for new collections),
+SYN_EMBEDDING_SNAPSHOT_EVERY (log records between snapshots, default 1000),
+SYN_EMBEDDING_SNAPSHOT_INTERVAL_S (snapshot pending writes this often, default 30),
+SYN_EMBEDDING_HNSW_M (default 32), SYN_EMBEDDING_HNSW_EF_SEARCH (default 64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.embedding.checkpoint import load_embedder
+from models.embedding.data import images_to_batch
+from services.embedding.collections import (
+    INDEX_KINDS,
+    Collection,
+    CollectionError,
+    CollectionStore,
+    DimensionMismatch,
+)
+from services.runtime import (
+    DynamicBatcher,
+    Settings,
+    decode_image,
+    describe_device,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    select_device,
+    unavailable,
+)
+from synesthesia.tensors import to_tensor
+from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger(__name__)
+MAX_INPUTS = 256
+MAX_TEXT_CHARS = 512
+MAX_ID_CHARS = 256
+MAX_TOP_K = 10_000
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_CHARS = 4096
+# Items per forward pass: bounds activation memory when many large requests share a batch.
+FORWARD_CHUNK = 256
+
+
+@dataclass
+class EmbedJob:
+    model: str
+    texts: list[str] | None = None
+    pixels: torch.Tensor | None = None  # [n, 3, H, W], prepared for that model
+
+
+@dataclass
+class Backend:
+    name: str
+    kind: int  # common_pb2.ModelBackend
+    dimension: int
+    fingerprint: str
+    prepare: Callable[[Image.Image], torch.Tensor]
+    embed_images: Callable[[torch.Tensor], torch.Tensor]
+    embed_texts: Callable[[list[str]], torch.Tensor]
+    sha256: str = ""
+    metrics: dict = field(default_factory=dict)
+    parameter_count: int = 0
+
+
+def _unwrap(result):
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = select_device(settings.device)
+        self.builtin_names = [n.strip() for n in settings.env("EMBEDDING_MODELS", "embedding").split(",") if n.strip()]
+        self.hf_dir = settings.env("EMBEDDING_HF_DIR", "").strip()
+        self.hf_name = settings.env("EMBEDDING_HF_NAME", "").strip()
+        self.index_dir = settings.env("EMBEDDING_INDEX_DIR", "run/index")
+        self.index_kind = settings.env("EMBEDDING_INDEX_KIND", "flat-ip").strip()
+        if self.index_kind not in INDEX_KINDS:
+            raise SystemExit(f"SYN_EMBEDDING_INDEX_KIND={self.index_kind!r}: use one of {', '.join(INDEX_KINDS)}")
+        self.snapshot_every = int(settings.env("EMBEDDING_SNAPSHOT_EVERY", "1000"))
+        self.snapshot_interval_s = float(settings.env("EMBEDDING_SNAPSHOT_INTERVAL_S", "30"))
+        self.hnsw_m = int(settings.env("EMBEDDING_HNSW_M", "32"))
+        self.hnsw_ef_search = int(settings.env("EMBEDDING_HNSW_EF_SEARCH", "64"))
+        self.models: dict[str, Backend] = {}
+        self.default_model = ""  # set once the models are loaded
+        self.store: CollectionStore | None = None
+        self._snapshots: asyncio.Task | None = None
+        self.batcher = DynamicBatcher(self._embed_batch, max_batch_size=settings.max_batch_size,
+                                      max_wait_ms=settings.max_batch_wait_ms, name="embedding")
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for name in self.builtin_names:
+            loaded = load_embedder(name, directory=self.settings.checkpoint_dir, device=self.device)
+            model = loaded.model
+            size = model.config.image_size
+            self.models[name] = Backend(
+                name, common_pb2.MODEL_BACKEND_BUILTIN, model.config.dim, loaded.sha256,
+                prepare=lambda image, size=size: images_to_batch([np.asarray(image)], size)[0],
+                embed_images=model.encode_images, embed_texts=model.encode_texts, sha256=loaded.sha256,
+                metrics=loaded.metrics, parameter_count=sum(p.numel() for p in model.parameters()))
+        if self.hf_dir:
+            from models.embedding.transformers_backend import TransformersEmbedder
+
+            clip = TransformersEmbedder(self.hf_dir, self.device)
+            name = self.hf_name or os.path.basename(os.path.normpath(self.hf_dir))
+            self.models[name] = Backend(name, common_pb2.MODEL_BACKEND_TRANSFORMERS, clip.dimension, clip.fingerprint,
+                                        clip.prepare, clip.embed_images, clip.embed_texts,
+                                        parameter_count=clip.parameter_count)
+        if not self.models:
+            raise SystemExit("no embedding model: set SYN_EMBEDDING_MODELS and/or SYN_EMBEDDING_HF_DIR")
+        self.store = CollectionStore(self.index_dir, self.index_kind, self.snapshot_every, self.hnsw_m,
+                                     self.hnsw_ef_search)
+        log.info("index %s: %d collections (%s)", os.path.abspath(self.index_dir), len(self.store.names()),
+                 ", ".join(self.store.names()) or "none")
+        self.default_model = next(iter(self.models))
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self._load)
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        jobs = []
+        for name, backend in self.models.items():
+            jobs += [EmbedJob(name, texts=["a large red circle"]), EmbedJob(name, pixels=backend.prepare(image)[None])]
+        for result in await self.batcher.run_now(jobs):
+            _unwrap(result)
+        if self.snapshot_interval_s > 0:
+            self._snapshots = asyncio.create_task(self._snapshot_periodically())
+
+    async def _snapshot_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.snapshot_interval_s)
+            try:
+                written = await asyncio.to_thread(self.store.snapshot_all)
+                if written:
+                    log.info("snapshot of %d collections", written)
+            except Exception:  # noqa: BLE001 - the log keeps every write; try again next time
+                log.exception("periodic snapshot failed")
+
+    async def close(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._snapshots
+        await self.batcher.close()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    # --- device work (batcher thread) -------------------------------------------------------
+
+    def _embed_batch(self, jobs: list[EmbedJob]) -> list[np.ndarray | Exception]:
+        results: list[np.ndarray | Exception] = [None] * len(jobs)  # type: ignore[list-item]
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault((job.model, job.texts is not None), []).append(i)
+        for (name, is_text), indices in groups.items():
+            backend = self.models[name]
+            try:
+                if is_text:
+                    texts = [t for i in indices for t in jobs[i].texts]
+                    parts = [backend.embed_texts(texts[s:s + FORWARD_CHUNK]) for s in range(0, len(texts), FORWARD_CHUNK)]
+                else:
+                    pixels = torch.cat([jobs[i].pixels for i in indices])
+                    parts = [backend.embed_images(pixels[s:s + FORWARD_CHUNK].to(self.device))
+                             for s in range(0, len(pixels), FORWARD_CHUNK)]
+                vectors = torch.cat(parts).float().cpu().numpy()
+                start = 0
+                for i in indices:
+                    count = len(jobs[i].texts) if is_text else len(jobs[i].pixels)
+                    results[i] = vectors[start:start + count]
+                    start += count
+            except Exception as exc:  # delivered to this group's callers only
+                for i in indices:
+                    results[i] = exc
+        return results
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _check_loaded(self) -> None:
+        # The runtime reports NOT_SERVING until warm-up ends, but a client that skips the health
+        # check can still reach us earlier.
+        if not self.default_model or self.store is None:
+            raise unavailable("the embedding models and index are still loading; retry shortly")
+
+    def _model(self, requested: str, field_name: str = "model") -> str:
+        name = requested or self.default_model
+        if name not in self.models:
+            raise not_found(field_name, f"unknown model {requested!r}; loaded: {', '.join(self.models)}")
+        return name
+
+    @staticmethod
+    def _check_text(text: str, field_name: str) -> str:
+        if not text.strip():
+            raise invalid_argument(field_name, "text is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise invalid_argument(field_name, f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+        return text
+
+    @staticmethod
+    def _check_count(count: int, field_name: str, what: str) -> None:
+        if not 1 <= count <= MAX_INPUTS:
+            raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
+
+    async def _pixels(self, backend: Backend, datas: list[tuple[bytes, str]]) -> torch.Tensor:
+        """Decode and prepare images (field name per image, for errors) in a worker thread."""
+        def prepare() -> torch.Tensor:
+            return torch.stack([backend.prepare(decode_image(data, name, self.settings.max_image_pixels))
+                                for data, name in datas])
+
+        return await asyncio.to_thread(prepare)
+
+    async def _embed_texts(self, name: str, texts: list[str]) -> np.ndarray:
+        return _unwrap(await self.batcher.submit(EmbedJob(name, texts=texts)))
+
+    async def _embed_images(self, name: str, datas: list[tuple[bytes, str]]) -> np.ndarray:
+        pixels = await self._pixels(self.models[name], datas)
+        return _unwrap(await self.batcher.submit(EmbedJob(name, pixels=pixels)))
+
+    def _collection(self, name: str) -> Collection:
+        try:
+            CollectionStore.check_name(name)
+        except CollectionError as exc:
+            raise invalid_argument("collection", str(exc)) from None
+        found = self.store.get(name)
+        if found is None:
+            raise not_found("collection", f"no collection {name!r}")
+        return found
+
+    def _backend_for(self, collection: Collection, field_name: str = "collection") -> Backend:
+        """The loaded model that made `collection`'s vectors, or FAILED_PRECONDITION."""
+        info = collection.info
+        backend = self.models.get(info.model)
+        if backend is None:
+            raise failed_precondition(field_name, f"collection {info.name!r} holds embeddings of model "
+                                                  f"{info.model!r}, which this server has not loaded "
+                                                  f"(loaded: {', '.join(self.models)})")
+        if backend.dimension != info.dimension:
+            raise failed_precondition(field_name, f"collection {info.name!r} holds {info.dimension}-dimensional "
+                                                  f"embeddings; model {info.model!r} now gives {backend.dimension}")
+        if backend.fingerprint != info.fingerprint:
+            raise failed_precondition(field_name, f"collection {info.name!r} was built with other weights of "
+                                                  f"model {info.model!r} (fingerprint {info.fingerprint[:12]}, "
+                                                  f"loaded {backend.fingerprint[:12]}); re-index it")
+        return backend
+
+    # --- RPCs: embeddings -------------------------------------------------------------------
+
+    async def EmbedTexts(self, request, context):
+        self._check_loaded()
+        name = self._model(request.model)
+        self._check_count(len(request.texts), "texts", "texts")
+        texts = [self._check_text(t, f"texts[{i}]") for i, t in enumerate(request.texts)]
+        vectors = await self._embed_texts(name, texts)
+        return embedding_pb2.EmbedTextsResponse(embeddings=to_tensor(vectors), model=name)
+
+    async def EmbedImages(self, request, context):
+        self._check_loaded()
+        name = self._model(request.model)
+        self._check_count(len(request.images), "images", "images")
+        vectors = await self._embed_images(name, [(im.data, f"images[{i}].data") for i, im in enumerate(request.images)])
+        return embedding_pb2.EmbedImagesResponse(embeddings=to_tensor(vectors), model=name)
+
+    async def ListModels(self, request, context):
+        self._check_loaded()
+        infos = []
+        for name, backend in self.models.items():
+            info = common_pb2.ModelInfo(
+                name=name, task="embedding", backend=backend.kind, weights_sha256=backend.sha256,
+                device=describe_device(self.device), is_default=name == self.default_model,
+                parameter_count=backend.parameter_count)
+            for key, value in backend.metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    info.metrics[key] = float(value)
+            infos.append(info)
+        return embedding_pb2.ListEmbeddingModelsResponse(models=infos)
+
+    # --- RPCs: collections ------------------------------------------------------------------
+
+    def _validate_items(self, items) -> None:
+        self._check_count(len(items), "items", "items")
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if not item.id or len(item.id) > MAX_ID_CHARS:
+                raise invalid_argument(f"items[{i}].id", f"an id has 1 to {MAX_ID_CHARS} characters, got {len(item.id)}")
+            if item.id in seen:
+                raise invalid_argument(f"items[{i}].id", f"id {item.id!r} occurs twice in this request")
+            seen.add(item.id)
+            content = item.WhichOneof("content")
+            if content is None:
+                raise invalid_argument(f"items[{i}].content", "set either image or text")
+            if content == "text":
+                self._check_text(item.text, f"items[{i}].text")
+            if len(item.metadata) > MAX_METADATA_ENTRIES:
+                raise invalid_argument(f"items[{i}].metadata", f"{len(item.metadata)} entries; the limit is "
+                                                               f"{MAX_METADATA_ENTRIES}")
+            for key, value in item.metadata.items():
+                if len(key) + len(value) > MAX_METADATA_CHARS:
+                    raise invalid_argument(f"items[{i}].metadata", f"entry {key[:32]!r} is longer than "
+                                                                   f"{MAX_METADATA_CHARS} characters")
+
+    async def Upsert(self, request, context):
+        self._check_loaded()
+        try:
+            CollectionStore.check_name(request.collection)
+        except CollectionError as exc:
+            raise invalid_argument("collection", str(exc)) from None
+        self._validate_items(request.items)
+        existing = self.store.get(request.collection)
+        if existing is not None:
+            if request.model and request.model != existing.info.model:
+                raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
+                                                   f"{existing.info.model!r}, not {request.model!r}")
+            name = self._backend_for(existing).name
+        else:
+            name = self._model(request.model)
+        backend = self.models[name]
+
+        text_rows = [i for i, item in enumerate(request.items) if item.WhichOneof("content") == "text"]
+        image_rows = [i for i, item in enumerate(request.items) if item.WhichOneof("content") == "image"]
+        vectors = np.zeros((len(request.items), backend.dimension), dtype=np.float32)
+        work = []
+        if text_rows:
+            work.append(self._embed_texts(name, [request.items[i].text for i in text_rows]))
+        if image_rows:
+            work.append(self._embed_images(name, [(request.items[i].image.data, f"items[{i}].image.data")
+                                                  for i in image_rows]))
+        found = await asyncio.gather(*work)
+        for rows, block in zip([r for r in (text_rows, image_rows) if r], found):
+            vectors[rows] = block
+
+        collection = existing or await asyncio.to_thread(
+            self.store.get_or_create, request.collection, name, backend.fingerprint, backend.dimension)
+        if collection.info.model != name:  # created concurrently by a request with another model
+            raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
+                                               f"{collection.info.model!r}, not {name!r}")
+        self._backend_for(collection, "model")
+        ids = [item.id for item in request.items]
+        metadata = [dict(item.metadata) for item in request.items]
+        try:
+            written, size = await asyncio.to_thread(collection.upsert, ids, vectors, metadata)
+        except DimensionMismatch as exc:
+            raise failed_precondition("model", str(exc)) from None
+        return embedding_pb2.UpsertResponse(upserted_count=written, collection_size=size)
+
+    async def Search(self, request, context):
+        self._check_loaded()
+        collection = self._collection(request.collection)
+        if not 1 <= request.top_k <= MAX_TOP_K:
+            raise invalid_argument("top_k", f"{request.top_k} is outside 1..{MAX_TOP_K}")
+        query = request.WhichOneof("query")
+        if query is None:
+            raise invalid_argument("query", "set either text or image")
+        backend = self._backend_for(collection)
+        if query == "text":
+            vector = (await self._embed_texts(backend.name, [self._check_text(request.text, "text")]))[0]
+        else:
+            vector = (await self._embed_images(backend.name, [(request.image.data, "image.data")]))[0]
+        hits = await asyncio.to_thread(collection.search, vector, request.top_k)
+        return embedding_pb2.SearchResponse(hits=[
+            embedding_pb2.SearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits])
+
+    async def Delete(self, request, context):
+        self._check_loaded()
+        collection = self._collection(request.collection)
+        if not request.ids:
+            raise invalid_argument("ids", "give at least one id")
+        deleted, size = await asyncio.to_thread(collection.delete, list(request.ids))
+        return embedding_pb2.DeleteResponse(deleted_count=deleted, collection_size=size)
+
+    async def GetCollection(self, request, context):
+        self._check_loaded()
+        collection = self._collection(request.collection)
+        info = collection.info
+        return embedding_pb2.GetCollectionResponse(collection=info.name, size=collection.size,
+                                                   dimension=info.dimension, model=info.model,
+                                                   index_kind=info.index_kind)
