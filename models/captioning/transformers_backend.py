@@ -59,7 +59,8 @@ class TransformersCaptioner:
         return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
     @torch.no_grad()
-    def caption(self, pixel_values: torch.Tensor, beam_sizes: list[int], max_lengths: list[int]) -> list[DecodedCaption]:
+    def caption(self, pixel_values: torch.Tensor, beam_sizes: list[int],
+                max_lengths: list[int]) -> list[DecodedCaption]:
         results: list[DecodedCaption | None] = [None] * len(beam_sizes)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, key in enumerate(zip(beam_sizes, max_lengths)):

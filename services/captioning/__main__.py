@@ -1,4 +1,5 @@
-"""python -m services.captioning --port N: the Captioning service (Show, Attend and Tell; optional transformers model)."""
+"""python -m services.captioning --port N: the Captioning service (Show, Attend and Tell; optionally a
+transformers VisionEncoderDecoderModel)."""
 
 from services.captioning.servicer import CaptioningServicer
 from services.runtime import run_service
