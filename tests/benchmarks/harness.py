@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+import torch
 
 from tests.servers import ServiceProcess
 
@@ -125,7 +126,9 @@ def measure_in_process(scenario: Scenario, min_seconds: float = 1.0) -> tuple[in
 
 
 def run_scenario(scenario: Scenario, log=print) -> ScenarioResult:
-    server = ServiceProcess(scenario.module, dict(scenario.env)).start()
+    # The server and the in-process column use the same intra-op threads, so their ratio is like for like.
+    env = {"SYN_TORCH_THREADS": str(torch.get_num_threads()), **scenario.env}
+    server = ServiceProcess(scenario.module, env).start()
     try:
         options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
         with grpc.insecure_channel(server.target, options=options) as channel:
