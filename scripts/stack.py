@@ -84,6 +84,21 @@ def local_services(compose_path: Path = COMPOSE_FILE, port_offset: int = 0,
     return ordered
 
 
+def _is_zombie(pid: int) -> bool:
+    # A child that exited but was not reaped yet (we started it) still answers kill(pid, 0).
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return True
+    return False
+
+
 class Stack:
     def __init__(self, run_dir: Path, port_offset: int = 0) -> None:
         self.run_dir = run_dir
@@ -99,9 +114,9 @@ class Stack:
         try:
             pid = int(self._pid_file(name).read_text())
             os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return None if _is_zombie(pid) else pid
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{next(s.port for s in self.services if s.name == name)}"
