@@ -8,6 +8,7 @@ Pictures land in --out (default ./out); --json prints machine-readable results.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 from pathlib import Path
@@ -253,7 +254,8 @@ def run(spec: Path = typer.Argument(..., exists=True, dir_okay=False),
     yaml.safe_load(spec.read_text())  # a local syntax error is reported before any call
     events = []
     table = Table("step", "state", "ms", "detail", title=str(spec))
-    with state.client() as client, Live(table, console=errors, disable=state.as_json):
+    live = contextlib.nullcontext() if state.as_json else Live(table, console=errors)
+    with state.client() as client, live:
         try:
             for event in client.run(spec.read_text(), inputs):
                 events.append(event)
