@@ -14,6 +14,9 @@ sketch2photo (paired): on `SKETCH2PHOTO_SCENES` held-out scenes (1 or 2 objects)
   expected colour against the target: the best any sketch-only model can do
   in expectation, because a sketch carries no trace of the day background
   colour (each channel uniform in 185..245, drawn independently of it).
+- domain_accuracy / colour_preserved / shape_preserved / size_preserved: the
+  reference judge on translations of single-object held-out sketches sees a
+  day scene with the sketched object's colour / shape / size.
 
 day2night / night2day (unpaired training; evaluation uses the same scene in
 both domains): on `CYCLEGAN_SCENES` held-out scenes in the source domain
@@ -139,21 +142,27 @@ def sketch2photo_pairs(count: int = SKETCH2PHOTO_SCENES) -> tuple[np.ndarray, np
 
 
 @functools.lru_cache(maxsize=8)
-def domain_scenes(domain: str, count: int, objects: int | None) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """(images in `domain`, the same scenes in the other domain, per-scene (shape, colour, size) of
-    the first object), for held-out seeds."""
+def domain_scenes(domain: str, count: int, objects: int | None,
+                  sketches: bool = False) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(images in `domain` (or their sketches), the same scenes in the other domain, per-scene
+    (shape, colour, size) of the first object), for held-out seeds."""
     scenes = [render_scene(seed, size=64, objects=objects, domain=domain) for seed in eval_seeds(count)]
     labels = tuple((s.objects[0].shape, s.objects[0].colour, s.objects[0].size) for s in scenes)
-    return np.stack([s.image for s in scenes]), np.stack([s.image_other_domain for s in scenes]), labels
+    images = np.stack([s.sketch if sketches else s.image for s in scenes])
+    return images, np.stack([s.image_other_domain for s in scenes]), labels
 
 
 # --- sketch2photo -------------------------------------------------------------------------------
 
-def sketch2photo_metrics(translate: Translate, count: int = SKETCH2PHOTO_SCENES) -> dict[str, float]:
+def sketch2photo_metrics(translate: Translate, count: int = SKETCH2PHOTO_SCENES, judge=None) -> dict[str, float]:
     sketches, targets = sketch2photo_pairs(count)
     photos = translate_uint8(translate, sketches)
-    return {"psnr_db": float(psnr_db(photos, targets).mean()), "l1": float(l1(photos, targets).mean()),
-            "scenes": count}
+    metrics = {"psnr_db": float(psnr_db(photos, targets).mean()), "l1": float(l1(photos, targets).mean()),
+               "scenes": count}
+    if judge is not None:
+        single, _, labels = domain_scenes("day", count, 1, sketches=True)
+        metrics.update(judge_metrics(judge, translate_uint8(translate, single), "day", labels))
+    return metrics
 
 
 @functools.lru_cache(maxsize=2)
@@ -220,7 +229,9 @@ def evaluate(name: str, model=None, judge=None, directory=None) -> dict[str, flo
         source, target = DIRECTIONS[name]
         return {**direction_metrics(model.translate, source, target, judge or load_judge()),
                 **direction_references(source, target)}
-    return {**sketch2photo_metrics(model.translate), **sketch2photo_references()}
+    from models.judge import load_judge
+
+    return {**sketch2photo_metrics(model.translate, judge=judge or load_judge()), **sketch2photo_references()}
 
 
 def main(argv: list[str] | None = None) -> int:

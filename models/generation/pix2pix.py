@@ -28,12 +28,15 @@ KIND = "pix2pix"
 
 @dataclass(frozen=True)
 class Pix2PixConfig:
-    ngf: int = 32
+    ngf: int = 16
     # Encoder levels; the bottleneck is image_size / 2**depth pixels wide.
     depth: int = 5
     # Channel multiplier of each encoder level (of ngf), capped by the last entry.
     max_multiplier: int = 8
     norm: str = "instance"
+    # An extra level at full resolution (3x3 convolutions, no resampling): 1-2 px outlines reach
+    # the output layer unblurred. Off: the original pix2pix U-Net, whose outermost level is 1/2.
+    full_resolution: bool = True
     # Dropout in the innermost decoder levels during training only (pix2pix's noise; 0 = off).
     dropout: float = 0.0
     dropout_levels: int = 3
@@ -61,30 +64,37 @@ class UNetGenerator(nn.Module):
         self.config = config
         channels = config.channels()
         bias = config.norm == "none"
+        # With a full-resolution level the outermost 4x4 stride-2 level becomes an ordinary one.
+        stem = config.ngf if config.full_resolution else 0
         self.down = nn.ModuleList()
+        if stem:
+            self.down.append(nn.Conv2d(3, stem, 3, 1, 1))
         for level, c_out in enumerate(channels):
-            if level == 0:  # no norm on the outermost level, as in pix2pix
+            if level == 0 and not stem:  # no norm on the outermost level, as in pix2pix
                 self.down.append(nn.Conv2d(3, c_out, 4, 2, 1))
                 continue
             innermost = level == len(channels) - 1
+            c_in = channels[level - 1] if level else stem
             # The innermost level is 2x2 or smaller: a norm there would mostly erase it.
             self.down.append(nn.Sequential(
-                nn.LeakyReLU(0.2, True), nn.Conv2d(channels[level - 1], c_out, 4, 2, 1, bias=bias or innermost),
+                nn.LeakyReLU(0.2, True), nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias or innermost),
                 nn.Identity() if innermost else norm_layer(config.norm, c_out),
             ))
         self.up = nn.ModuleList()
         for level in reversed(range(len(channels))):
             innermost = level == len(channels) - 1
             c_in = channels[level] * (1 if innermost else 2)  # the skip doubles the input
-            if level == 0:
+            if level == 0 and not stem:
                 self.up.append(nn.Sequential(nn.ReLU(True), nn.ConvTranspose2d(c_in, 3, 4, 2, 1), nn.Tanh()))
                 continue
-            c_out = channels[level - 1]
+            c_out = channels[level - 1] if level else stem
             drop = config.dropout > 0 and len(channels) - 1 - level < config.dropout_levels
             self.up.append(nn.Sequential(
                 nn.ReLU(True), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias), norm_layer(config.norm, c_out),
                 *([nn.Dropout(config.dropout)] if drop else []),
             ))
+        if stem:
+            self.up.append(nn.Sequential(nn.ReLU(True), nn.Conv2d(2 * stem, 3, 3, 1, 1), nn.Tanh()))
         init_gan_weights(self)
 
     def forward(self, sketch: torch.Tensor) -> torch.Tensor:
