@@ -20,6 +20,10 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def checkpoints() -> Path:
+    return Path(os.environ.get("SYN_CHECKPOINT_DIR", ROOT / "models" / "checkpoints"))
+
+
 def syn(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "synesthesia.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=300)
@@ -60,9 +64,12 @@ def test_imagine_listen_features_run(files, env, tmp_path):
     folder, scene = files
     imagined = syn("--json", "--out", str(tmp_path), "imagine", "a large green circle", "-n", "2", "--seed", "5",
                    env=env)
-    assert imagined.returncode == 0, imagined.stderr
-    images = json.loads(imagined.stdout)["images"]
-    assert len(images) == 2 and all(Path(i["path"]).exists() for i in images)
+    if (checkpoints() / "text2image.safetensors").exists():
+        assert imagined.returncode == 0, imagined.stderr
+        images = json.loads(imagined.stdout)["images"]
+        assert len(images) == 2 and all(Path(i["path"]).exists() for i in images)
+    else:  # not shipped yet: the documented exit code for NOT_FOUND, naming the model
+        assert imagined.returncode == 4 and "text2image" in imagined.stderr, imagined.stderr
 
     heard = syn("--json", "--out", str(tmp_path), "listen", str(folder / "scene.png"), str(folder / "sound.wav"),
                 env=env)
@@ -78,9 +85,11 @@ def test_imagine_listen_features_run(files, env, tmp_path):
 
     ran = syn("--json", "run", "docs/examples/pipeline.yaml", "--input", f"scene={folder / 'scene.png'}", env=env)
     events = json.loads(ran.stdout)
-    assert {e["step"] for e in events} >= {"look", "redraw"}
-    # day2night may not be shipped yet; then the pipeline fails with NOT_FOUND (exit 4), else succeeds.
-    assert ran.returncode in (0, 4), ran.stderr
+    assert {e["step"] for e in events} >= {"look", "night"}
+    if all((checkpoints() / f"{m}.safetensors").exists() for m in ("text2image", "day2night")):
+        assert ran.returncode == 0, ran.stderr
+    else:  # a model the example needs is not shipped yet: NOT_FOUND (exit 4) naming the failed step
+        assert ran.returncode == 4 and "pipeline failed at step" in ran.stderr, ran.stderr
 
 
 def test_index_then_search(files, env):

@@ -19,9 +19,9 @@ def stack(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def day2night_shipped() -> bool:
+def shipped(checkpoint: str) -> bool:
     directory = Path(os.environ.get("SYN_CHECKPOINT_DIR", ROOT / "models" / "checkpoints"))
-    return (directory / "day2night.safetensors").exists()
+    return (directory / f"{checkpoint}.safetensors").exists()
 
 
 def test_up_demo_down(tmp_path):
@@ -38,14 +38,20 @@ def test_up_demo_down(tmp_path):
         assert set(status.values()) == {"SERVING"}, status
         demo = stack("demo", *common, "--out", str(tmp_path / "demo"))
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        for picture in ("describe_attention.png", "imagine.png", "listen.png"):
-            assert (tmp_path / "demo" / picture).read_bytes().startswith(b"\x89PNG"), picture
         summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+        pictures = ["describe_attention.png", "listen.png"]
+        if shipped("text2image"):
+            pictures.append("imagine.png")
+            assert len(summary["imagine"]) == 4, summary["imagine"]
+        else:
+            assert summary["imagine"].startswith("NOT_FOUND"), summary["imagine"]
+        for picture in pictures:
+            assert (tmp_path / "demo" / picture).read_bytes().startswith(b"\x89PNG"), picture
         assert summary["listen"].startswith("the sound comes from")
-        if day2night_shipped():
+        if shipped("day2night") and shipped("text2image"):
             assert summary["pipeline"] == "finished"
-        else:  # the example pipeline's night branch needs day2night: the failure names the step and status
-            assert summary["pipeline"].startswith("NOT_FOUND: pipeline failed at step 'night'"), summary["pipeline"]
+        else:  # the example pipeline needs both models: the failure names the step and the status
+            assert summary["pipeline"].startswith("NOT_FOUND: pipeline failed at step '"), summary["pipeline"]
         assert json.loads(stack("status", *common).stdout) == status  # demo leaves a running stack running
     finally:
         down = stack("down", *common)
