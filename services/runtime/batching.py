@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-import torch
-
 from . import metrics
 
 T = TypeVar("T")
@@ -112,6 +110,8 @@ class DynamicBatcher(Generic[T, R]):
                     fut.set_result(result)
 
     def _call(self, items: list[T]) -> Sequence[R]:
+        import torch  # here, so services without models (the gateway) never load torch
+
         self.forward_calls += 1
         self.items_processed += len(items)
         with torch.inference_mode():

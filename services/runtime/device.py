@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
-def select_device(requested: str = "auto") -> torch.device:
+def select_device(requested: str = "auto") -> "torch.device":
+    import torch  # lazily: the gateway never needs it
+
     if requested in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
@@ -14,7 +19,9 @@ def select_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def describe(device: torch.device) -> str:
+def describe(device: "torch.device") -> str:
+    import torch
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index}"

@@ -13,11 +13,11 @@ import asyncio
 import inspect
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -148,6 +148,6 @@ def run_service(name: str, servicer_factory: Callable[[Settings], object], add_t
     logging.basicConfig(
         level=settings.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
     )
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.torch_threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(settings.torch_threads)
     asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name))

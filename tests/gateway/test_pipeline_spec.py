@@ -85,3 +85,13 @@ def test_unresolvable_reference_names_the_field():
     with pytest.raises(ServiceError) as err:
         pipeline._resolve({"image": "${look.images[3]}"}, {"look": captioning_pb2.CaptionResponse()}, {}, "w")
     assert err.value.field_violations[0][0] == "w.image"
+
+
+def test_the_gateway_does_not_load_torch():
+    # The gateway only routes; loading torch would cost it ~500 MB for nothing.
+    import subprocess
+    import sys
+
+    probe = "import sys, services.gateway.servicer; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
