@@ -306,6 +306,20 @@ def load_checkpoint(name: str, *, expected_config: dict | None = None,
     return state, entry
 
 
+def load_model(name: str, build: Callable[[dict], torch.nn.Module], *, directory: Path | None = None,
+               device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild checkpoint `name`'s network with `build(manifest config)`, load its verified weights,
+    and return (model in eval mode on `device`, manifest entry). A config that does not describe the
+    stored weights is a `CheckpointError`, like a corrupt file."""
+    state, entry = load_checkpoint(name, directory=directory)
+    try:
+        model = build(entry["config"])
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {name!r} does not match the network its config describes: {exc}") from None
+    return model.to(device).eval(), entry
+
+
 # --- The loop -------------------------------------------------------------------
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from models.embedding.network import EmbeddingConfig, JointEmbedding
-from models.training import CheckpointError, load_checkpoint
+from models.training import load_model
 
 CHECKPOINT_NAME = "embedding"
 
@@ -23,11 +23,6 @@ class LoadedEmbedder:
 def load_embedder(name: str = CHECKPOINT_NAME, directory: Path | None = None,
                   device: torch.device | str = "cpu") -> LoadedEmbedder:
     """Checkpoint `name` in eval mode on `device`; its config (vocabulary included) rebuilds the network."""
-    state, entry = load_checkpoint(name, directory=directory)
-    try:
-        config = EmbeddingConfig.from_dict(entry["config"]["model"])
-        model = JointEmbedding(config)
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {name!r} does not match the embedding its config describes: {exc}") from None
-    return LoadedEmbedder(model.to(device).eval(), entry.get("sha256", ""), dict(entry.get("metrics", {})))
+    model, entry = load_model(name, lambda config: JointEmbedding(EmbeddingConfig.from_dict(config["model"])),
+                              directory=directory, device=device)
+    return LoadedEmbedder(model, entry.get("sha256", ""), dict(entry.get("metrics", {})))

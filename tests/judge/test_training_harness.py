@@ -146,3 +146,16 @@ def test_loop_is_seeded_and_resumable(tmp_path):
         _run(tmp_path / "c", 12, config={"lr": 5e-3})
     fresh, result, _ = _run(tmp_path / "c", 10, resume=False)
     assert result.resumed_from == 0
+
+
+def test_load_model_refuses_a_config_that_does_not_describe_the_weights(tmp_path):
+    import torch
+
+    from models.training import CheckpointError, load_model, save_checkpoint
+
+    save_checkpoint("tiny", torch.nn.Linear(3, 2), config={"model": {"inputs": 3}}, metrics={}, command="test",
+                    data_seeds={}, directory=tmp_path)
+    model, entry = load_model("tiny", lambda c: torch.nn.Linear(c["model"]["inputs"], 2), directory=tmp_path)
+    assert not model.training and entry["config"] == {"model": {"inputs": 3}}
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_model("tiny", lambda c: torch.nn.Linear(4, 2), directory=tmp_path)
