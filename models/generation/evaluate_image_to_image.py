@@ -24,6 +24,9 @@ both domains): on `CYCLEGAN_SCENES` held-out scenes in the source domain
   translation; colour_preserved / shape_preserved / size_preserved: it sees the
   scene's own colour / shape / size (single-object scenes: the judge reads one
   object).
+- alt_*: the same judge metrics on scenes of the judge's second renderer
+  (models.judge.evaluate.render_alternative), which follows SHAPESWORLD.md
+  with other legal choices: the translators must read the spec, not our pixels.
 - l1_other_domain: mean absolute error against `scene.image_other_domain`
   (1 or 2 objects); identity_l1_other_domain: the input itself;
   floor_l1_other_domain: the clean other-domain render with the background at
@@ -47,7 +50,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from models.shapesworld import BACKGROUND_RANGES, EVAL_SEEDS, render_scene
+from models.shapesworld import BACKGROUND_RANGES, COLOUR_NAMES, EVAL_SEEDS, SHAPES, SIZES, render_scene
 from models.shapesworld import render as _render
 
 SKETCH2PHOTO_SCENES = 300
@@ -195,11 +198,25 @@ def judge_metrics(judge, translated: np.ndarray, target_domain: str, labels: tup
     }
 
 
+@functools.lru_cache(maxsize=4)
+def alternative_scenes(domain: str, count: int) -> tuple[np.ndarray, tuple]:
+    """Single-object held-out scenes from the judge's second renderer (models.judge.evaluate: other
+    legal anti-aliasing, triangle, rim and noise choices) and their (shape, colour, size)."""
+    from models.judge.evaluate import render_alternative
+
+    pairs = [render_alternative(seed, domain) for seed in eval_seeds(count)]
+    labels = tuple((SHAPES[p[1]["shape"]], COLOUR_NAMES[p[1]["colour"]], SIZES[p[1]["size"]]) for p in pairs)
+    return np.stack([p[0] for p in pairs]), labels
+
+
 def direction_metrics(translate: Translate, source: str, target: str, judge,
                       count: int = CYCLEGAN_SCENES) -> dict[str, float]:
     """Every metric of one CycleGAN direction (see the module docstring)."""
     single, _, labels = domain_scenes(source, count, 1)
     metrics = judge_metrics(judge, translate_uint8(translate, single), target, labels)
+    images, labels = alternative_scenes(source, count)
+    metrics.update({f"alt_{key}": value for key, value in
+                    judge_metrics(judge, translate_uint8(translate, images), target, labels).items()})
     images, others, _ = domain_scenes(source, count, None)
     metrics["l1_other_domain"] = float(l1(translate_uint8(translate, images), others).mean())
     metrics["scenes"] = count
