@@ -30,7 +30,7 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, GPU: {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+            f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)")
 
 
 def modules(only: list[str]) -> list[str]:
@@ -44,7 +44,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[], help="benchmark module names (default: all)")
     parser.add_argument("--out", default="BENCHMARKS.md")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # One intra-op thread for the servers and the in-process column alike (SYN_BENCH_THREADS to change):
+    # on a small shared machine more threads mostly measure contention.
+    torch.set_num_threads(int(os.environ.get("SYN_BENCH_THREADS", "1")))
     sections = []
     for name in modules(args.only):
         module = importlib.import_module(f"tests.benchmarks.{name}")
