@@ -33,7 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.generation import evaluate_text2image as evaluation
-from models.generation.text2image import CHECKPOINT_NAME, Discriminator, Text2Image, Text2ImageConfig
+from models.generation.text2image import (
+    CHECKPOINT_NAME, Discriminator, LatentEncoder, Text2Image, Text2ImageConfig,
+)
 from models.generation.text_encoder import IGNORE, split_words
 from models.shapesworld import COLOURS, POSITIONS, SHAPES, SIZES, TRAIN_SEEDS, VOCABULARY, render_scene
 from models.training import RUN_DIR, parameter_count, save_checkpoint, seed_everything, train_loop
@@ -47,13 +49,26 @@ class Options:
     encoder_steps: int = 400
     steps: int = 2400
     batch_size: int = 32
-    lr: float = 2e-4
+    lr: float = 4e-4
+    lr_d: float = 4e-4
+    # Supervised warm start of D's image trunk and attribute heads on real images, so the
+    # generator gets a meaningful attribute signal from its first step.
+    d_pretrain_steps: int = 300
+    d_pretrain_lr: float = 2e-3
     # Weight of the GAN-INT term: G must also fool D on captions halfway between two others.
     interpolation_weight: float = 1.0
     # Auxiliary attribute heads on D (0 = plain GAN-INT-CLS); see text2image.Discriminator.
     aux_weight: float = 1.0
     # One-sided label smoothing for real/matching pairs keeps D from saturating early.
     real_label: float = 0.9
+    # Reconstruction through a latent encoder (0 = off); see text2image.LatentEncoder.
+    reconstruction_weight: float = 10.0
+    kl_weight: float = 0.01
+    # Object pixels count this much more in the reconstruction (an object covers 2-15 % of the canvas).
+    object_weight: float = 10.0
+    # Gaussian noise (in [-1, 1] units) added to every image D sees: the generator paints flat
+    # backgrounds, real ones carry sensor noise, and D should not win on that alone.
+    instance_noise: float = 0.05
     ema_decay: float = 0.99
     # The moving average starts here; earlier weights are far from anything worth keeping.
     ema_start: int = 200
@@ -109,16 +124,18 @@ def attribute_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor) -> to
 
 # --- data -------------------------------------------------------------------------------------
 
-def render_training_set(count: int) -> tuple[torch.Tensor, list[list[str]], torch.Tensor]:
-    """uint8 images [N, 64, 64, 3], each scene's reference captions, and its object's attribute ids [N, 3]."""
-    images, captions, targets = [], [], []
+def render_training_set(count: int) -> tuple[torch.Tensor, list[list[str]], torch.Tensor, torch.Tensor]:
+    """uint8 images [N, 64, 64, 3], each scene's reference captions, its object's attribute ids [N, 3]
+    and its object's mask [N, 64, 64]."""
+    images, captions, targets, masks = [], [], [], []
     for seed in itertools.islice(iter(TRAIN_SEEDS), count):
         scene = render_scene(seed, size=64, objects=1, domain="day")
         images.append(torch.from_numpy(np.ascontiguousarray(scene.image)))
         captions.append(list(scene.captions))
+        masks.append(torch.from_numpy(np.ascontiguousarray(scene.mask)))
         obj = scene.objects[0]
         targets.append([list(values).index(getattr(obj, key)) for key, values in ATTRIBUTES.items()])
-    return torch.stack(images), captions, torch.tensor(targets)
+    return torch.stack(images), captions, torch.tensor(targets), torch.stack(masks)
 
 
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -148,6 +165,27 @@ def pretrain_encoder(model: Text2Image, captions: list[str], steps: int, rng: ra
     return float((predicted == targets)[stated].float().mean())
 
 
+def pretrain_discriminator(discriminator: Discriminator, images: torch.Tensor, targets: torch.Tensor,
+                           options: Options, rng: random.Random) -> float:
+    """Train D's image trunk and attribute heads as a plain classifier of real images for a few
+    hundred steps (the GAN's own aux loss continues this); returns accuracy over the last 20 batches."""
+    parameters = [*discriminator.image.parameters(), *discriminator.attribute_heads.parameters()]
+    optimiser = torch.optim.Adam(parameters, lr=options.d_pretrain_lr)
+    discriminator.train()
+    correct = []
+    for step in range(options.d_pretrain_steps):
+        chosen = [rng.randrange(len(images)) for _ in range(64)]
+        logits = discriminator.attributes(discriminator.features(to_model_range(images[chosen])))
+        loss = attribute_loss(logits, targets[chosen])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step >= options.d_pretrain_steps - 20:
+            predicted = torch.stack([logits[k].argmax(1) for k in ATTRIBUTES], dim=1)
+            correct.append((predicted == targets[chosen]).all(1).float().mean().item())
+    return float(np.mean(correct)) if correct else 0.0
+
+
 # --- stage 2: the GAN -------------------------------------------------------------------------
 
 class GanTraining(nn.Module):
@@ -158,6 +196,7 @@ class GanTraining(nn.Module):
         super().__init__()
         self.model = Text2Image(config)
         self.discriminator = Discriminator(config)
+        self.encoder = LatentEncoder(config)
         self.ema = copy.deepcopy(self.model.generator)
         self.best = copy.deepcopy(self.model.generator)
         self.register_buffer("best_score", torch.tensor(-1.0))
@@ -187,14 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
     run_dir, checkpoint_dir = args.run_dir, args.checkpoint_dir
     if args.smoke:
-        options = dataclasses.replace(options, scenes=96, encoder_steps=5, steps=6, eval_every=3, batch_size=8)
+        options = dataclasses.replace(options, scenes=96, encoder_steps=5, d_pretrain_steps=3, steps=6, eval_every=3,
+                                      batch_size=8)
         run_dir = checkpoint_dir = Path(tempfile.mkdtemp(prefix="text2image-smoke-"))
     command = "python -m models.generation.train_text2image " + " ".join(argv if argv is not None else sys.argv[1:])
 
     torch.set_num_threads(1)
     seed_everything(options.seed)
     started = time.time()
-    images, scene_captions, scene_targets = render_training_set(options.scenes)
+    images, scene_captions, scene_targets, scene_masks = render_training_set(options.scenes)
     print(f"rendered {len(images)} scenes in {time.time() - started:.0f}s", flush=True)
 
     config = Text2ImageConfig(
@@ -220,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # One Adam over two parameter groups is two Adams (its state is per parameter); each step
     # below clears the other network's gradients before stepping.
-    optimizer = torch.optim.Adam([{"params": generator.parameters()}, {"params": discriminator.parameters()}],
-                                 lr=options.lr, betas=(0.5, 0.999))
+    encoder = training.encoder
+    optimizer = torch.optim.Adam([{"params": [*generator.parameters(), *encoder.parameters()], "lr": options.lr},
+                                  {"params": discriminator.parameters(), "lr": options.lr_d}], betas=(0.5, 0.999))
 
     def batches(start: int):
         # Each step's batch depends only on the step, so a resumed run sees the same data.
@@ -230,25 +271,29 @@ def main(argv: list[str] | None = None) -> int:
             chosen = [rng.randrange(len(images)) for _ in range(options.batch_size)]
             matching = [rng.choice(scene_caption_ids[i]) for i in chosen]
             wrong = [caption_index[mismatch(scene_stated[i], rng)] for i in chosen]
-            yield to_model_range(images[chosen]), scene_targets[chosen], matching, wrong
+            yield to_model_range(images[chosen]), scene_targets[chosen], scene_masks[chosen], matching, wrong
 
-    def only(network: nn.Module) -> None:
-        keep = {id(p) for p in network.parameters()}
+    def only(*networks: nn.Module) -> None:
+        keep = {id(p) for network in networks for p in network.parameters()}
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if id(p) not in keep:
                     p.grad = None
 
+    def noisy(images: torch.Tensor) -> torch.Tensor:
+        return images + options.instance_noise * torch.randn_like(images) if options.instance_noise else images
+
     def step_fn(batch, step: int) -> dict[str, float]:
-        real, real_targets, matching_ids, wrong_ids = batch
+        real, real_targets, real_masks, matching_ids, wrong_ids = batch
         matching, wrong = table[matching_ids], table[wrong_ids]
         noise = torch.randn(len(real), config.noise_dim)
 
         # Discriminator: real/matching -> 1; real/mismatching and fake/matching -> 0.
         fake = generator(noise, matching)
-        real_features = discriminator.features(real)
+        real_features = discriminator.features(noisy(real))
         loss_d = bce(discriminator.score(real_features, matching), options.real_label) + 0.5 * (
-            bce(discriminator.score(real_features, wrong), 0.0) + bce(discriminator(fake.detach(), matching), 0.0))
+            bce(discriminator.score(real_features, wrong), 0.0)
+            + bce(discriminator(noisy(fake.detach()), matching), 0.0))
         if options.aux_weight:
             loss_d = loss_d + options.aux_weight * attribute_loss(discriminator.attributes(real_features),
                                                                   real_targets)
@@ -258,21 +303,33 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.step()
 
         # Generator: fool D on matching captions, and on halfway interpolations between two captions.
-        fake_features = discriminator.features(fake)
+        fake_features = discriminator.features(noisy(fake))
         loss_g = bce(discriminator.score(fake_features, matching), 1.0)
         if options.aux_weight:
             loss_g = loss_g + options.aux_weight * attribute_loss(discriminator.attributes(fake_features),
                                                                   stated_targets[matching_ids])
+        if options.reconstruction_weight:
+            mean, log_variance = encoder(real)
+            code = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+            rebuilt = generator(code, matching)
+            kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(1).mean()
+            weight = 1.0 + options.object_weight * real_masks[:, None].float()
+            rebuilt_error = ((rebuilt - real).abs() * weight).mean() / weight.mean()
+            loss_g = loss_g + options.reconstruction_weight * rebuilt_error + options.kl_weight * kl
         if options.interpolation_weight:
             mixed = 0.5 * (matching + matching[torch.randperm(len(matching))])
             interpolated = generator(torch.randn(len(real), config.noise_dim), mixed)
-            loss_g = loss_g + options.interpolation_weight * bce(discriminator(interpolated, mixed), 1.0)
+            loss_g = loss_g + options.interpolation_weight * bce(discriminator(noisy(interpolated), mixed), 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
-        only(generator)
+        only(generator, encoder)
         optimizer.step()
         training.update_ema(options.ema_decay if step >= options.ema_start else 0.0)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    if options.aux_weight and options.d_pretrain_steps:
+        accuracy = pretrain_discriminator(discriminator, images, scene_targets, options, random.Random(options.seed))
+        print(f"discriminator warm start: {accuracy:.3f} attribute accuracy on its last batches", flush=True)
 
     judge = evaluation.load_reference_judge()
     selection_prompts = evaluation.grid_prompts()

@@ -10,8 +10,6 @@ generator always runs on fixed-size chunks (see `_generate`).
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import secrets
 from dataclasses import dataclass
@@ -20,7 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.generation.image_to_image import available_image_to_image_models, load_image_to_image
 from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE, Text2Image, load_text2image, parameter_count
+from models.training import read_manifest
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 IMAGE_TO_IMAGE = ("sketch2photo", "day2night", "night2day")
 MAX_PROMPT_CHARS = 512
 MAX_IMAGES = 16
-# Generator calls always see this many rows (padded), so a sample's pixels do
-# not depend on how many other requests happened to share its batch.
-CHUNK = 16
+# Generator calls always see this many rows (zero-padded): convolution kernels
+# are picked per batch shape and round differently (~1e-6), so a fixed shape is
+# what keeps a sample's bytes independent of the requests that share its batch.
+DEFAULT_CHUNK = 8
 # Image-to-image models work at their training size.
 WORKING_SIZE = 64
 
@@ -64,6 +65,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self.device = select_device(settings.device)
         self.text_models: dict[str, Text2Image] = {}
         self.image_models: dict[str, object] = {}
+        self.chunk = int(settings.env("GENERATION_CHUNK", str(DEFAULT_CHUNK)))
+        if self.chunk < 1:
+            raise SystemExit(f"SYN_GENERATION_CHUNK must be >= 1, got {self.chunk}")
+        if self.device.type == "cuda":
+            # Same reason as the fixed chunk: no run-to-run algorithm choice.
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        self._embeddings: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
         self.batcher = DynamicBatcher(
             self._forward, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_batch_wait_ms,
             name="generation",
@@ -87,21 +96,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
 
     def _load_models(self) -> None:
         directory = self.settings.checkpoint_dir
-        if (directory / f"{TEXT2IMAGE}.safetensors").exists():
+        if TEXT2IMAGE in read_manifest(directory):
             self.text_models[TEXT2IMAGE] = load_text2image(self.device, directory)
         else:
             log.warning("no %s checkpoint in %s; TextToImage will answer NOT_FOUND", TEXT2IMAGE, directory)
-        shipped = [n for n in IMAGE_TO_IMAGE if (directory / f"{n}.safetensors").exists()]
-        if not shipped:
-            return
-        # A shipped checkpoint that fails to load is a broken install, not a
-        # missing model: let the error stop the service.
-        from models.generation.image_to_image import load_image_to_image
-
-        # The agreed interface is (name, device); pass SYN_CHECKPOINT_DIR when the loader takes it.
-        extra = {"directory": directory} if "directory" in inspect.signature(load_image_to_image).parameters else {}
-        for name in shipped:
-            self.image_models[name] = load_image_to_image(name, self.device, **extra)
+        # Models not shipped are simply not served (NOT_FOUND); a shipped checkpoint that fails
+        # to load is a broken install, and its CheckpointError stops the service.
+        for name in available_image_to_image_models(directory):
+            self.image_models[name] = load_image_to_image(name, self.device, directory)
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -134,7 +136,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         name = request.model
         if not name:
             raise invalid_argument("model", f"is required: one of {', '.join(IMAGE_TO_IMAGE)}")
-        if name in self.text_models:
+        if name in self.text_models or name == TEXT2IMAGE:
             raise invalid_argument("model", f"'{name}' is a text-to-image model; call TextToImage")
         if name not in self.image_models:
             raise not_found("model", f"no image-to-image model '{name}' on this server; loaded: "
@@ -162,16 +164,28 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                                  f"{', '.join(self.text_models) or 'none'}")
 
     def _info(self, name: str, task: str, model, entry: dict, is_default: bool) -> common_pb2.ModelInfo:
-        network = model if isinstance(model, torch.nn.Module) else getattr(model, "network", None)
+        count = entry.get("parameter_count")
+        if count is None and isinstance(model, torch.nn.Module):
+            count = parameter_count(model)
         info = common_pb2.ModelInfo(
             name=name, task=task, backend=common_pb2.MODEL_BACKEND_BUILTIN, weights_sha256=entry.get("sha256", ""),
-            device=describe_device(self.device), is_default=is_default,
-            parameter_count=parameter_count(network) if network is not None else int(entry.get("parameters", 0)),
+            device=describe_device(self.device), is_default=is_default, parameter_count=int(count or 0),
         )
         for key, value in (entry.get("metrics") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 info.metrics[key] = float(value)
         return info
+
+    def _embedding(self, name: str, model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
+        # One prompt at a time (a GRU's output must not depend on its batch-mates), cached:
+        # the vocabulary is closed, so real traffic repeats a small set of prompts.
+        key = (name, word_ids)
+        if key not in self._embeddings:
+            if len(self._embeddings) >= 4096:
+                self._embeddings.clear()
+            ids, lengths = model.tokenizer.batch([list(word_ids)])
+            self._embeddings[key] = model.text_encoder(ids.to(self.device), lengths)
+        return self._embeddings[key]
 
     # --- the batch function (worker thread, inference mode) --------------------------------
 
@@ -187,10 +201,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         return results
 
     def _generate(self, model: Text2Image, jobs: list[TextJob]) -> list[list[bytes]]:
-        embeddings = [_embedding(model, job.word_ids) for job in jobs]
+        embeddings = [self._embedding(job.model, model, job.word_ids) for job in jobs]
         text = torch.cat([e.expand(len(job.noise), -1) for e, job in zip(embeddings, jobs)])
-        noise = torch.cat([job.noise for job in jobs])
-        pixels = _to_uint8(_chunked(lambda z, t: model(z, t), noise.to(self.device), text, CHUNK))
+        noise = torch.cat([job.noise for job in jobs]).to(self.device)
+        parts = []
+        for start in range(0, len(noise), self.chunk):
+            rows = slice(start, start + self.chunk)
+            parts.append(model(*_padded((noise[rows], text[rows]), self.chunk))[:len(noise[rows])])
+        pixels = _to_uint8(torch.cat(parts))
         out, start = [], 0
         for job in jobs:
             out.append([encode_png(p) for p in pixels[start:start + len(job.noise)]])
@@ -203,7 +221,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             .permute(2, 0, 1) / 255.0
             for job in jobs
         ]).to(self.device)
-        pixels = _to_uint8(_chunked(lambda x: model.translate(x), batch, None, CHUNK))
+        pixels = _to_uint8(model.translate(batch))
         pngs = []
         for job, p in zip(jobs, pixels):
             image = Image.fromarray(p)
@@ -220,27 +238,9 @@ def _noise(seed: int, count: int, dim: int) -> torch.Tensor:
     return torch.cat([torch.randn(1, dim, generator=generator) for _ in range(count)])
 
 
-@functools.lru_cache(maxsize=4096)
-def _embedding_cached(model_id: int, model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
-    ids, lengths = model.tokenizer.batch([list(word_ids)])
-    return model.text_encoder(ids.to(next(model.parameters()).device), lengths)
-
-
-def _embedding(model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
-    # One prompt at a time: a GRU's output must not depend on its batch-mates.
-    return _embedding_cached(id(model), model, word_ids)
-
-
-def _chunked(fn, first: torch.Tensor, second: torch.Tensor | None, size: int) -> torch.Tensor:
-    """fn over fixed-size row chunks (the last one zero-padded), concatenated."""
-    outputs = []
-    for start in range(0, len(first), size):
-        parts = [t[start:start + size] for t in (first, second) if t is not None]
-        rows = len(parts[0])
-        if rows < size:
-            parts = [torch.cat([p, p.new_zeros(size - rows, *p.shape[1:])]) for p in parts]
-        outputs.append(fn(*parts)[:rows])
-    return torch.cat(outputs)
+def _padded(parts: tuple[torch.Tensor, ...], rows: int) -> list[torch.Tensor]:
+    """Zero-pad each tensor to `rows` rows."""
+    return [torch.cat([p, p.new_zeros(rows - len(p), *p.shape[1:])]) if len(p) < rows else p for p in parts]
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
