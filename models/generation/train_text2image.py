@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(Options):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few steps, written to --checkpoint-dir or else a temporary directory")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR / CHECKPOINT_NAME, help="resume state")
     parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
     args = parser.parse_args(argv)
@@ -228,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         options = dataclasses.replace(options, scenes=96, encoder_steps=5, d_pretrain_steps=3, steps=6, eval_every=3,
                                       batch_size=8)
-        run_dir = checkpoint_dir = Path(tempfile.mkdtemp(prefix="text2image-smoke-"))
-    command = "python -m models.generation.train_text2image " + " ".join(argv if argv is not None else sys.argv[1:])
+        checkpoint_dir = checkpoint_dir or Path(tempfile.mkdtemp(prefix="text2image-smoke-"))
+        run_dir = checkpoint_dir / "run"
+    command = " ".join(["python -m models.generation.train_text2image", *(argv if argv is not None else sys.argv[1:])])
 
     torch.set_num_threads(1)
     seed_everything(options.seed)

@@ -19,7 +19,9 @@ from models.generation.evaluate_text2image import (
     grid_prompts,
     heldout_prompts,
     heldout_scenes,
+    mean_pairwise_centre_distance,
     mean_pairwise_distance,
+    real_centre_distance,
     real_pixel_distance,
 )
 from tests.generation.helpers import SERVICE, decode_png, text_to_image
@@ -68,8 +70,12 @@ def test_held_out_captions_are_drawn_as_asked(server, judge):
     assert accuracy["all"] >= TARGET_SEMANTIC_ACCURACY, accuracy
 
 
-def test_seeds_vary_the_picture_like_the_world_does(server):
+def test_seeds_vary_the_picture_and_where_the_object_is(server):
     images = generate(server.target, grid_prompts())
+    scenes = heldout_scenes(192)
     generated = float(np.mean([mean_pairwise_distance(stack) for stack in images]))
-    real = real_pixel_distance(heldout_scenes(192))
+    real = real_pixel_distance(scenes)
     assert generated >= TARGET_DIVERSITY_RATIO * real, (generated, real)
+    spread = float(np.mean([mean_pairwise_centre_distance(stack) for stack in images]))
+    real_spread = real_centre_distance(scenes)
+    assert spread >= TARGET_DIVERSITY_RATIO * real_spread, (spread, real_spread)
