@@ -1,16 +1,31 @@
 """CycleGAN (Zhu et al., 2017) for ShapesWorld day <-> night at 64x64, unpaired.
 
-Two ResNet generators (G: day -> night shipped as `day2night`, F: night -> day
-shipped as `night2day`) and two PatchGAN discriminators, trained with the LSGAN
-loss, cycle consistency F(G(x)) ~ x and G(F(y)) ~ y, an identity loss
-G(y) ~ y and F(x) ~ x that keeps colours where they already are, and a pool
-of 50 earlier fakes for the discriminators (train_cyclegan.py).
+Two ResNet-block generators (G: day -> night shipped as `day2night`, F: night
+-> day shipped as `night2day`) and two PatchGAN discriminators, trained with
+the LSGAN loss, cycle consistency F(G(x)) ~ x and G(F(y)) ~ y and a pool of 50
+earlier fakes for the discriminators (train_cyclegan.py).
 
-The generator follows the reference ResNet generator scaled down: a 7x7
-convolution to `ngf` channels, `n_down` stride-2 convolutions, `n_blocks`
-residual blocks at 64 / 2**n_down pixels, transposed convolutions back up and
-a 7x7 convolution to RGB with tanh. InstanceNorm without running statistics,
-no dropout: eval mode (served, evaluated) computes what training computed.
+The generator is the reference ResNet generator (a 7x7 convolution to `ngf`
+channels, `n_down` stride-2 convolutions, `n_blocks` residual blocks,
+transposed convolutions back up, a 7x7 convolution to RGB) with three changes
+for a 12-minute CPU budget, each measured (docs/image_to_image.md):
+
+- residual: the output is input + change, with the change's last layer
+  initialised to zero, so G and F start as the identity and keep every colour
+  and shape from the first step; from random initialisation the generators
+  were still hiding colours in textures when the budget ran out (judge colour
+  preserved 12-33 %).
+- n_down = 0: the blocks run at full resolution and the receptive field is
+  25 px, so a generator can recolour and add or remove a rim but cannot
+  redraw or move an object. With two downsamplings the residual generators
+  lost the shapes (shape preserved 0.17).
+- norm = "none" in the generators: InstanceNorm takes each channel's mean out
+  of every image, and with it the absolute brightness that tells a day input
+  from a night one and the absolute colour the judge reads.
+
+No norm with running statistics and no dropout anywhere: eval mode (served,
+evaluated) computes what training computed. The discriminators keep the
+reference InstanceNorm (no running statistics either).
 """
 
 from __future__ import annotations
@@ -30,15 +45,12 @@ DIRECTIONS = {"day2night": ("day", "night"), "night2day": ("night", "day")}
 @dataclass(frozen=True)
 class CycleGANConfig:
     ngf: int = 32
-    n_down: int = 2
-    n_blocks: int = 4
-    # The generators' norm ("instance", "batch", "none"). The shipped run used InstanceNorm, which
-    # takes every channel's mean out of each image and with it the absolute colour this task is
-    # about: the likely reason the shipped generators lose colours (docs/image_to_image.md);
-    # "none" is the untried next step.
-    norm: str = "instance"
-    # Predict a change to the input instead of a new image: see ResnetGenerator (not shipped).
-    residual: bool = False
+    n_down: int = 0
+    n_blocks: int = 3
+    # The generators' norm ("instance", "batch", "none"); see the module docstring.
+    norm: str = "none"
+    # Predict a change to the input instead of a new image; see the module docstring.
+    residual: bool = True
     ndf: int = 32
     d_layers: int = 2
     d_norm: str = "instance"
@@ -82,13 +94,10 @@ class ResnetGenerator(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if not self.config.residual:
             return torch.tanh(self.net(image))
-        # x + change: at initialisation (change = 0) the generator is the identity, so colours and
-        # shapes are kept from the first step and training only has to learn the domain change.
-        # Started from noise instead, the 12-minute budget ends while the generators still hide
-        # colours in textures. Additive, not tanh(atanh(x) + change): squashing a bright day
-        # background into the dark night range also squashes its pixel noise (sigma 8 -> ~1.5),
-        # which the critics spotted at once (measured: loss_d 0.02, the generators never moved).
-        # The output may leave [-1, 1] slightly; translate() clamps what is served.
+        # Additive, not tanh(atanh(x) + change): squashing a bright day background into the dark
+        # night range also squashes its pixel noise (sigma 8 -> ~1.5), which the critics spotted
+        # at once (measured: loss_d 0.02, the generators never moved). The output may leave
+        # [-1, 1] slightly; translate() clamps what is served and evaluated.
         return image + self.net(image)
 
 

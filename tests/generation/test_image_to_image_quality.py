@@ -3,7 +3,8 @@
 - sketch2photo: PSNR against the day render, next to the ceiling a sketch allows (the sketch
   carries no trace of the day background colour; see docs/image_to_image.md), and the judge
   reads the sketched object back from the photo.
-- day2night / night2day: the judge sees the target domain and the scene's own colour and shape.
+- day2night / night2day: the judge sees the target domain and the scene's own colour and shape,
+  on our renderer's scenes and on the judge's second renderer's.
 - Served == evaluated: the metrics recorded in the manifest are recomputed from the loaded
   checkpoint through the serving wrapper, and a real Generation server answers what
   `translate` computes.
@@ -15,7 +16,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from models.generation import evaluate_image_to_image as evaluation
@@ -24,7 +24,6 @@ from models.generation.image_to_image import available_image_to_image_models, lo
 
 pytestmark = pytest.mark.slow
 
-SCENES = 100
 SHIPPED = available_image_to_image_models()
 # sketch2photo's PSNR must come within this many dB of the best a sketch-only model can do in
 # expectation (the issue's 25 dB is above that ceiling; see docs/image_to_image.md).
@@ -44,13 +43,26 @@ def judge():
     return load_judge()
 
 
-def test_sketch2photo_comes_close_to_the_sketch_ceiling(judge):
-    model = shipped("sketch2photo")
-    metrics = evaluation.sketch2photo_metrics(model.translate, SCENES, judge=judge)
-    references = evaluation.sketch2photo_references(SCENES)
-    assert metrics["psnr_db"] >= references["ceiling_sketch_psnr_db"] - PSNR_GAP_TO_CEILING_DB, (metrics, references)
-    assert metrics["psnr_db"] > references["identity_psnr_db"] + 15.0
-    assert metrics["l1"] < 0.25 * references["identity_l1"]
+@pytest.fixture(scope="module")
+def measured(judge):
+    """name -> every metric of the shipped checkpoint on the full held-out sets (300 sketch2photo
+    scenes, 200 per CycleGAN direction), measured once per test module through the serving path."""
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        shipped(name)
+        if name not in cache:
+            cache[name] = evaluation.evaluate(name, judge=judge)
+        return cache[name]
+
+    return get
+
+
+def test_sketch2photo_comes_close_to_the_sketch_ceiling(measured):
+    metrics = measured("sketch2photo")
+    assert metrics["psnr_db"] >= metrics["ceiling_sketch_psnr_db"] - PSNR_GAP_TO_CEILING_DB, metrics
+    assert metrics["psnr_db"] > metrics["identity_psnr_db"] + 15.0
+    assert metrics["l1"] < 0.25 * metrics["identity_l1"]
     # The photo shows the sketched object: the judge reads its colour and shape back, in daylight.
     assert metrics["domain_accuracy"] >= evaluation.TARGET_DOMAIN_ACCURACY, metrics
     assert metrics["colour_preserved"] >= evaluation.TARGET_PRESERVED, metrics
@@ -58,37 +70,31 @@ def test_sketch2photo_comes_close_to_the_sketch_ceiling(judge):
 
 
 @pytest.mark.parametrize("name", sorted(DIRECTIONS))
-def test_cyclegan_changes_the_domain_and_lands_near_the_other_render(judge, name):
-    model = shipped(name)
-    source, target = DIRECTIONS[name]
-    metrics = evaluation.direction_metrics(model.translate, source, target, judge, SCENES)
-    references = evaluation.direction_references(source, target, SCENES)
+def test_cyclegan_changes_the_domain_and_keeps_the_scene(measured, name):
+    metrics = measured(name)
     assert metrics["domain_accuracy"] >= evaluation.TARGET_DOMAIN_ACCURACY, metrics
-    assert metrics["size_preserved"] >= evaluation.TARGET_PRESERVED, metrics
-    # Far closer to the same scene in the other domain than the input is.
-    assert metrics["l1_other_domain"] < 0.25 * references["identity_l1_other_domain"], (metrics, references)
-
-
-@pytest.mark.xfail(strict=True, reason="known gap: the shipped CycleGAN keeps shapes only ~85% and colours "
-                                       "~12-33% of the time (docs/image_to_image.md); strict, so a model that "
-                                       "meets the targets turns this into a failure to remove the mark")
-@pytest.mark.parametrize("name", sorted(DIRECTIONS))
-def test_cyclegan_keeps_the_colour_and_shape(judge, name):
-    model = shipped(name)
-    source, target = DIRECTIONS[name]
-    metrics = evaluation.direction_metrics(model.translate, source, target, judge, SCENES)
     assert metrics["colour_preserved"] >= evaluation.TARGET_PRESERVED, metrics
     assert metrics["shape_preserved"] >= evaluation.TARGET_PRESERVED, metrics
+    # Far closer to the same scene in the other domain than the input is.
+    assert metrics["l1_other_domain"] < 0.25 * metrics["identity_l1_other_domain"], metrics
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_cyclegan_works_on_another_renderers_scenes(measured, name):
+    # The judge's second renderer follows SHAPESWORLD.md with other legal pixel choices. Shape is
+    # held to less: the judge itself reads only ~95 % of that renderer's night shapes.
+    metrics = measured(name)
+    assert metrics["alt_domain_accuracy"] >= evaluation.TARGET_DOMAIN_ACCURACY, metrics
+    assert metrics["alt_colour_preserved"] >= evaluation.TARGET_PRESERVED, metrics
+    assert metrics["alt_shape_preserved"] >= 0.8, metrics
 
 
 @pytest.mark.parametrize("name", ["sketch2photo", *sorted(DIRECTIONS)])
-def test_the_manifest_metrics_are_what_the_shipped_weights_score(judge, name):
+def test_the_manifest_metrics_are_what_the_shipped_weights_score(measured, name):
     # Recomputed through load_image_to_image(...).translate, the serving path; the manifest's
     # numbers were measured in the training process on the network before it was saved.
-    shipped(name)
-    recorded = load_image_to_image(name, "cpu").manifest_entry["metrics"]
-    measured = evaluation.evaluate(name, judge=judge)
-    for key, value in measured.items():
+    recorded = shipped(name).manifest_entry["metrics"]
+    for key, value in measured(name).items():
         assert recorded[key] == pytest.approx(value, abs=2e-3), key
 
 
@@ -104,9 +110,9 @@ def test_a_generation_server_answers_what_translate_computes(shared_service):
     if not SHIPPED:
         pytest.skip("no image-to-image model shipped")
     server = shared_service(SERVICE)
-    sketches, _ = evaluation.sketch2photo_pairs(SCENES)
-    day, _, _ = evaluation.domain_scenes("day", SCENES, None)
-    night, _, _ = evaluation.domain_scenes("night", SCENES, None)
+    sketches, _ = evaluation.sketch2photo_pairs(evaluation.SKETCH2PHOTO_SCENES)
+    day, _, _ = evaluation.domain_scenes("day", evaluation.CYCLEGAN_SCENES, None)
+    night, _, _ = evaluation.domain_scenes("night", evaluation.CYCLEGAN_SCENES, None)
     inputs = {"sketch2photo": sketches[:4], "day2night": day[:4], "night2day": night[:4]}
     for name in SHIPPED:
         model = load_image_to_image(name, "cpu")
