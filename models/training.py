@@ -50,6 +50,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.files import atomic_write
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 RUN_DIR = REPO_ROOT / "run"
@@ -172,27 +174,12 @@ def read_manifest(directory: Path | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _update_manifest(directory: Path, name: str, entry: dict[str, Any]) -> None:
     with _locked(directory):
         manifest = read_manifest(directory)
         manifest[name] = entry
         text = json.dumps(dict(sorted(manifest.items())), indent=2, sort_keys=False) + "\n"
-        _atomic_write(directory / MANIFEST_NAME, text.encode("utf-8"))
+        atomic_write(directory / MANIFEST_NAME, text.encode("utf-8"))
 
 
 # --- Saving and loading ---------------------------------------------------------------

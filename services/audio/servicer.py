@@ -26,6 +26,7 @@ from models.audio import decoding
 from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
 from models.audio.localize import LoadedLocalizer, load_localizer, localize
 from services.runtime import (
+    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
@@ -357,9 +358,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
                 weights_sha256=loaded.sha256, device=describe_device(self.device), is_default=i == 0,
                 parameter_count=sum(p.numel() for p in loaded.model.parameters()),
             )
-            for key, value in loaded.metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    info.metrics[key] = float(value)
+            info.metrics.update(numeric_metrics(loaded.metrics))
             infos.append(info)
         return audio_pb2.ListAudioModelsResponse(models=infos)
 

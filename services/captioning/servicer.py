@@ -35,6 +35,7 @@ from models.captioning.checkpoint import LoadedCaptioner, load_captioner
 from models.captioning.data import images_to_batch
 from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWord, beam_search
 from services.runtime import (
+    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
@@ -248,8 +249,6 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
                 name=name, task="captioning", backend=backend.kind, weights_sha256=backend.sha256,
                 device=describe_device(self.device), is_default=name == self.default_model,
                 parameter_count=backend.parameter_count)
-            for key, value in backend.metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    info.metrics[key] = float(value)
+            info.metrics.update(numeric_metrics(backend.metrics))
             infos.append(info)
         return captioning_pb2.ListCaptioningModelsResponse(models=infos)

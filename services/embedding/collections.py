@@ -50,6 +50,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from models.files import atomic_write, fsync_dir
+
 log = logging.getLogger(__name__)
 
 INDEX_KINDS: tuple[str, ...] = ("flat-ip", "hnsw")
@@ -91,30 +93,6 @@ class CollectionInfo:
 
 
 # --- small file helpers -------------------------------------------------------------------
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
 
 def encode_record(payload: Mapping) -> bytes:
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
@@ -379,7 +357,7 @@ class Collection:
             raise
         state = {"format": FORMAT, "lsn": self._lsn, "index_file": index_name, "next_label": self._next_label,
                  "items": [[label, id_, metadata] for label, (id_, metadata) in self._items.items()]}
-        _atomic_write(self.directory / "snapshot.json", json.dumps(state, separators=(",", ":")).encode("utf-8"))
+        atomic_write(self.directory / "snapshot.json", json.dumps(state, separators=(",", ":")).encode("utf-8"))
         self._snapshot_lsn = self._lsn
         # Committed: the log's records are all at or below the snapshot's LSN now.
         self._log.truncate(0)
@@ -446,9 +424,9 @@ class CollectionStore:
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".creating-{name}-"))
             os.chmod(staging, 0o755)
             meta = {"format": FORMAT, "info": info.__dict__}
-            _atomic_write(staging / "collection.json", json.dumps(meta, indent=2).encode("utf-8"))
+            atomic_write(staging / "collection.json", json.dumps(meta, indent=2).encode("utf-8"))
             os.replace(staging, self.root / name)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             collection = Collection(self.root / name, info, **self._options)
             self._collections[name] = collection
             return collection

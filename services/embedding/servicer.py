@@ -45,6 +45,7 @@ from services.embedding.collections import (
     DimensionMismatch,
 )
 from services.runtime import (
+    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
@@ -298,9 +299,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                 name=name, task="embedding", backend=backend.kind, weights_sha256=backend.sha256,
                 device=describe_device(self.device), is_default=name == self.default_model,
                 parameter_count=backend.parameter_count)
-            for key, value in backend.metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    info.metrics[key] = float(value)
+            info.metrics.update(numeric_metrics(backend.metrics))
             infos.append(info)
         return embedding_pb2.ListEmbeddingModelsResponse(models=infos)
 

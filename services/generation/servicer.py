@@ -22,6 +22,7 @@ from models.generation.image_to_image import available_image_to_image_models, lo
 from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE, Text2Image, load_text2image, parameter_count
 from models.training import read_manifest
 from services.runtime import (
+    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
@@ -171,9 +172,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             name=name, task=task, backend=common_pb2.MODEL_BACKEND_BUILTIN, weights_sha256=entry.get("sha256", ""),
             device=describe_device(self.device), is_default=is_default, parameter_count=int(count or 0),
         )
-        for key, value in (entry.get("metrics") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                info.metrics[key] = float(value)
+        info.metrics.update(numeric_metrics(entry.get("metrics") or {}))
         return info
 
     def _embedding(self, name: str, model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:

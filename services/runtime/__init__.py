@@ -16,6 +16,7 @@ from .errors import (
 )
 from .images import decode_image, encode_png, to_rgb
 from .interceptors import REQUEST_ID
+from .models import numeric_metrics
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings
 
@@ -32,6 +33,7 @@ __all__ = [
     "failed_precondition",
     "invalid_argument",
     "not_found",
+    "numeric_metrics",
     "resource_exhausted",
     "run_service",
     "select_device",
