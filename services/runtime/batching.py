@@ -4,6 +4,10 @@ Concurrent calls each submit one item; a collector gathers up to
 `max_batch_size` items, waiting at most `max_batch_wait_ms` after the first,
 and runs the model function once for the whole batch in a dedicated worker
 thread, so the event loop keeps accepting calls while the model runs.
+
+The wait only pays off under load. When the last batch held a single item
+and nothing else is queued, the caller is alone and is dispatched at once;
+the next calls to arrive while it runs queue up and bring waiting back.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class DynamicBatcher(Generic[T, R]):
         self._task: asyncio.Task | None = None
         self.forward_calls = 0
         self.items_processed = 0
+        self._last_batch_size = 0
 
     def _ensure_started(self) -> asyncio.Queue:
         if self._queue is None:
@@ -73,7 +78,8 @@ class DynamicBatcher(Generic[T, R]):
         while True:
             first = await self._queue.get()
             batch = [first]
-            deadline = loop.time() + self.max_wait_s
+            alone = self._last_batch_size <= 1 and self._queue.empty()
+            deadline = loop.time() + (0.0 if alone else self.max_wait_s)
             while len(batch) < self.max_batch_size:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
@@ -90,6 +96,7 @@ class DynamicBatcher(Generic[T, R]):
             if not live:
                 continue
             items = [item for item, _ in live]
+            self._last_batch_size = len(items)
             started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._call, items)

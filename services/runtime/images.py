@@ -60,5 +60,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encode uint8 HxWx3 (or HxW) pixels as PNG; deterministic for equal input."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    # zlib level 1: half the encode time of Pillow's default (6) for ~10% more bytes on
+    # ShapesWorld-like images, a good trade on loopback and LAN links.
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

@@ -34,6 +34,27 @@ def test_concurrent_submits_share_forward_passes_and_keep_order():
     assert calls == len(sizes) <= 4
 
 
+def test_a_lone_caller_is_not_held_for_the_window_and_load_brings_the_wait_back():
+    sizes = []
+
+    def record(items):
+        sizes.append(len(items))
+        time.sleep(0.02)
+        return items
+
+    async def main():
+        # A one-minute window: any call that waited for it would hit the 10 s timeouts below.
+        batcher = DynamicBatcher(record, max_batch_size=8, max_wait_ms=60_000, name="t6")
+        alone = [await asyncio.wait_for(batcher.submit(f"alone{i}"), 10) for i in range(3)]
+        burst = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(16))), 10)
+        await batcher.close()
+        return alone, burst
+
+    alone, burst = run(main())
+    assert alone == ["alone0", "alone1", "alone2"] and burst == list(range(16))
+    assert sizes == [1, 1, 1, 8, 8]
+
+
 def test_an_error_reaches_every_caller_of_its_batch_and_the_batcher_goes_on():
     def picky(items):
         if any(x < 0 for x in items):
