@@ -22,13 +22,10 @@ At the end the held-out metrics of evaluate.py are written into the manifest.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,9 +37,9 @@ from models.audio.data import ScenePool, signature_table, training_batch
 from models.audio.network import LocalizationConfig, SoundLocalizer
 from models.shapesworld import TRAIN_SEEDS
 from models.training import save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
 CHECKPOINT_NAME = "localization"
-RUN_DIR = Path("run") / CHECKPOINT_NAME
 
 
 @dataclasses.dataclass
@@ -97,22 +94,12 @@ def mask_loss(model: SoundLocalizer, matched: torch.Tensor, targets: torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help=f"ignore a saved state in {RUN_DIR} and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="resume state (default: run/localization)")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="where to write (default: models/checkpoints)")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    run_dir, checkpoint_dir = args.run_dir, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, scenes=64, steps=4, batch_size=8, eval_scenes=8, save_every=2)
-        run_dir = checkpoint_dir = Path(tempfile.mkdtemp(prefix="localization-smoke-"))
-    command = "python -m models.audio.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    run = parse_training_args(argv, module="models.audio.train", description=__doc__, options=Options,
+                              name=CHECKPOINT_NAME,
+                              smoke=dict(scenes=64, steps=4, batch_size=8, eval_scenes=8, save_every=2))
+    options, run_dir, checkpoint_dir, command = run.options, run.run_dir, run.checkpoint_dir, run.command
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(run.args.threads)
     seed_everything(options.seed)
     started = time.time()
 
@@ -149,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_loop(
         name=CHECKPOINT_NAME, model=model, optimizer=optimiser, batches=batches, step_fn=step_fn,
         total_steps=options.steps, scheduler=schedule, save_every=options.save_every, run_dir=run_dir,
-        resume=not args.fresh, config={**config.to_dict(), "training": dataclasses.asdict(options)},
+        resume=not run.fresh, config={**config.to_dict(), "training": dataclasses.asdict(options)},
     )
     train_seconds = time.time() - started
 

@@ -14,12 +14,9 @@ pointing game, most-frequent-caption baseline) go into the manifest.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -28,9 +25,9 @@ from models.captioning.checkpoint import CHECKPOINT_NAME
 from models.captioning.data import build_vocabulary, encode_batch, render_batch
 from models.captioning.network import Captioner, CaptionerConfig, caption_loss, count_parameters
 from models.shapesworld import EVAL_SEEDS, TRAIN_SEEDS
-from models.training import passive_openmp_or_reexec, save_checkpoint, seed_everything, train_loop
+from models.training import save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
-RUN_DIR = Path("run") / CHECKPOINT_NAME
 
 
 @dataclasses.dataclass
@@ -55,24 +52,11 @@ class Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp_or_reexec()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help=f"ignore a saved state in {RUN_DIR} and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    run_dir, checkpoint_dir = args.run_dir, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, steps=4, batch_size=8, monitor_scenes=8, monitor_every=2,
-                                      eval_scenes=8, save_every=2)
-        run_dir = checkpoint_dir = Path(tempfile.mkdtemp(prefix="captioning-smoke-"))
-    command = "python -m models.captioning.train " + " ".join(argv if argv is not None else sys.argv[1:])
-    torch.set_num_threads(args.threads)
+    run = parse_training_args(argv, module="models.captioning.train", description=__doc__, options=Options,
+                              name=CHECKPOINT_NAME, smoke=dict(steps=4, batch_size=8, monitor_scenes=8,
+                                                               monitor_every=2, eval_scenes=8, save_every=2))
+    options, run_dir, checkpoint_dir, command = run.options, run.run_dir, run.checkpoint_dir, run.command
+    torch.set_num_threads(run.args.threads)
     seed_everything(options.seed)
     started = time.time()
 
@@ -115,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_loop(
         name=CHECKPOINT_NAME, model=model, optimizer=optimiser, batches=batches, step_fn=step_fn,
         total_steps=options.steps, scheduler=schedule, eval_fn=monitor_fn, eval_every=options.monitor_every,
-        save_every=options.save_every, run_dir=run_dir, resume=not args.fresh, config=training_config,
+        save_every=options.save_every, run_dir=run_dir, resume=not run.fresh, config=training_config,
     )
     train_seconds = time.time() - started
 

@@ -15,12 +15,9 @@ into the manifest.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,9 +29,9 @@ from models.embedding.data import describes, render_pairs, training_captions
 from models.embedding.network import EmbeddingConfig, JointEmbedding, contrastive_loss, count_parameters
 from models.embedding.tokenizer import SPECIALS
 from models.shapesworld import EVAL_SEEDS, TRAIN_SEEDS, VOCABULARY
-from models.training import passive_openmp_or_reexec, save_checkpoint, seed_everything, train_loop
+from models.training import save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
-RUN_DIR = Path("run") / CHECKPOINT_NAME
 
 
 @dataclasses.dataclass
@@ -77,24 +74,13 @@ class StepBatches(Dataset):
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp_or_reexec()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help=f"ignore a saved state in {RUN_DIR} and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader processes rendering batches (0 = inline)")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    run_dir, checkpoint_dir = args.run_dir, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, steps=4, batch_size=16, monitor_pairs=16, monitor_every=2,
-                                      eval_pairs=32, save_every=2)
-        run_dir = checkpoint_dir = Path(tempfile.mkdtemp(prefix="embedding-smoke-"))
-    command = "python -m models.embedding.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    run = parse_training_args(
+        argv, module="models.embedding.train", description=__doc__, options=Options, name=CHECKPOINT_NAME,
+        smoke=dict(steps=4, batch_size=16, monitor_pairs=16, monitor_every=2, eval_pairs=32, save_every=2),
+        extra=lambda parser: parser.add_argument("--workers", type=int, default=1,
+                                                 help="DataLoader processes rendering batches (0 = inline)"))
+    options, args, command = run.options, run.args, run.command
+    run_dir, checkpoint_dir = run.run_dir, run.checkpoint_dir
     torch.set_num_threads(args.threads)
     seed_everything(options.seed)
     started = time.time()
@@ -139,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_loop(
         name=CHECKPOINT_NAME, model=model, optimizer=optimiser, batches=batches, step_fn=step_fn,
         total_steps=options.steps, scheduler=schedule, eval_fn=monitor_fn, eval_every=options.monitor_every,
-        save_every=options.save_every, run_dir=run_dir, resume=not args.fresh, config=training_config,
+        save_every=options.save_every, run_dir=run_dir, resume=not run.fresh, config=training_config,
     )
     train_seconds = result.seconds
 

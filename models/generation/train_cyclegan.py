@@ -32,14 +32,11 @@ through ImageToImageModel.translate.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,9 +47,8 @@ from models.generation.cyclegan import DIRECTIONS, KIND, CycleGANConfig, ResnetG
 from models.generation.image_to_image import ImageToImageModel
 from models.generation.layers import ImagePool, gan_loss
 from models.shapesworld import TRAIN_SEEDS, ShapesWorldDataset
-from models.training import (
-    RUN_DIR, command_line, parameter_count, passive_openmp_or_reexec, save_checkpoint, seed_everything, train_loop,
-)
+from models.training import parameter_count, save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
 FORWARD, BACKWARD = "day2night", "night2day"
 
@@ -80,17 +76,6 @@ class Options:
     monitor_scenes: int = 48
     eval_scenes: int = evaluation.CYCLEGAN_SCENES
     seed: int = 0
-
-
-def option_type(default):
-    """argparse type for a dataclass field: `--flag true|false` for booleans (bool("false") is True)."""
-    if isinstance(default, bool):
-        def parse(text: str) -> bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-            return text.lower() in ("true", "1", "yes")
-        return parse
-    return type(default)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -163,29 +148,12 @@ def cycle_l1(forward: ImageToImageModel, backward: ImageToImageModel, source: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=option_type(f.default), default=f.default)
-    for f in dataclasses.fields(CycleGANConfig):
-        if f.name not in ("kind", "image_size"):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=option_type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=None, help="resume state (default: run/<name>/)")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the budget is 1)")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    config = CycleGANConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CycleGANConfig)
-                               if f.name not in ("kind", "image_size")})
-    run_dir, checkpoint_dir = args.run_dir or RUN_DIR / KIND, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, scenes=16, steps=4, eval_every=2, monitor_scenes=4, eval_scenes=8,
-                                      pool_size=2)
-        # A smoke run never touches run/ or models/checkpoints/: a temporary directory unless told.
-        checkpoint_dir = checkpoint_dir or Path(tempfile.mkdtemp(prefix="cyclegan-smoke-"))
-        run_dir = args.run_dir or checkpoint_dir / "run"
-    command = command_line()
+    run = parse_training_args(argv, module="models.generation.train_cyclegan", description=__doc__,
+                              options=Options, config=CycleGANConfig, name=KIND,
+                              smoke=dict(scenes=16, steps=4, eval_every=2, monitor_scenes=4, eval_scenes=8,
+                                         pool_size=2))
+    options, config, args = run.options, run.config, run.args
+    run_dir, checkpoint_dir, command = run.run_dir, run.checkpoint_dir, run.command
 
     torch.set_num_threads(args.threads)
     seed_everything(options.seed)
@@ -262,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         name=KIND, model=training, optimizer=optimizer, scheduler=scheduler,
         batches=lambda start: batches(day, night, options, start), step_fn=step_fn, total_steps=options.steps,
         eval_fn=eval_fn, eval_every=options.eval_every, save_every=options.eval_every, run_dir=run_dir,
-        resume=not args.fresh, config={**dataclasses.asdict(options), **config.to_dict()},
+        resume=not run.fresh, config={**dataclasses.asdict(options), **config.to_dict()},
     )
 
     models = {FORWARD: translator(FORWARD, g.eval()), BACKWARD: translator(BACKWARD, f.eval())}
@@ -291,5 +259,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    passive_openmp_or_reexec()
     sys.exit(main())

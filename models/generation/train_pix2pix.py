@@ -18,12 +18,10 @@ measured through ImageToImageModel.translate, next to the baseline's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +34,8 @@ from models.generation.image_to_image import ImageToImageModel
 from models.generation.layers import gan_loss
 from models.generation.pix2pix import CHECKPOINT_NAME, Pix2PixConfig, UNetGenerator, build_discriminator
 from models.shapesworld import TRAIN_SEEDS, ShapesWorldDataset
-from models.training import (
-    RUN_DIR, command_line, parameter_count, passive_openmp_or_reexec, save_checkpoint, seed_everything, train_loop,
-)
+from models.training import parameter_count, save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +56,6 @@ class Options:
     monitor_scenes: int = 64
     eval_scenes: int = evaluation.SKETCH2PHOTO_SCENES
     seed: int = 0
-
-
-def option_type(default):
-    """argparse type for a dataclass field: `--flag true|false` for booleans (bool("false") is True)."""
-    if isinstance(default, bool):
-        def parse(text: str) -> bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-            return text.lower() in ("true", "1", "yes")
-        return parse
-    return type(default)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -178,29 +164,12 @@ def train(name: str, config: Pix2PixConfig, options: Options, steps: int, advers
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=option_type(f.default), default=f.default)
-    for f in dataclasses.fields(Pix2PixConfig):
-        if f.name not in ("kind", "image_size"):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=option_type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start afresh")
-    parser.add_argument("--smoke", action="store_true", help="a few steps, written to a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=None, help="resume state (default: run/<name>/)")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the budget is 1)")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    config = Pix2PixConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Pix2PixConfig)
-                              if f.name not in ("kind", "image_size")})
-    run_dir, checkpoint_dir = args.run_dir or RUN_DIR / CHECKPOINT_NAME, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, scenes=32, steps=4, batch_size=4, eval_every=2, monitor_scenes=4,
-                                      eval_scenes=8, baseline_steps=2)
-        # A smoke run never touches run/ or models/checkpoints/: a temporary directory unless told.
-        checkpoint_dir = checkpoint_dir or Path(tempfile.mkdtemp(prefix="sketch2photo-smoke-"))
-        run_dir = args.run_dir or checkpoint_dir / "run"
-    command = command_line()
+    run = parse_training_args(argv, module="models.generation.train_pix2pix", description=__doc__,
+                              options=Options, config=Pix2PixConfig, name=CHECKPOINT_NAME,
+                              smoke=dict(scenes=32, steps=4, batch_size=4, eval_every=2, monitor_scenes=4,
+                                         eval_scenes=8, baseline_steps=2))
+    options, config, args = run.options, run.config, run.args
+    run_dir, checkpoint_dir, command = run.run_dir, run.checkpoint_dir, run.command
 
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -211,13 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     baseline_steps = options.steps if options.baseline_steps < 0 else options.baseline_steps
     if baseline_steps:
         baseline, _ = train(f"{CHECKPOINT_NAME}-l1-only", config, options, baseline_steps, False, data,
-                            run_dir / "l1_only", not args.fresh)
+                            run_dir / "l1_only", not run.fresh)
         scores = evaluation.sketch2photo_metrics(translator(baseline).translate, options.eval_scenes)
         metrics.update({"baseline_l1_only_psnr_db": scores["psnr_db"], "baseline_l1_only_l1": scores["l1"],
                         "baseline_l1_only_steps": baseline_steps})
         print(f"L1-only baseline: {json.dumps(scores)}", flush=True)
 
-    generator, result = train(CHECKPOINT_NAME, config, options, options.steps, True, data, run_dir, not args.fresh)
+    generator, result = train(CHECKPOINT_NAME, config, options, options.steps, True, data, run_dir, not run.fresh)
     model = translator(generator)
     from models.judge import load_judge
 
@@ -240,5 +209,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    passive_openmp_or_reexec()
     sys.exit(main())

@@ -16,16 +16,13 @@ evaluation scenes with other noise.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import itertools
 import json
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +35,8 @@ from models.generation.text2image import (
 )
 from models.generation.text_encoder import IGNORE, split_words
 from models.shapesworld import COLOURS, POSITIONS, SHAPES, SIZES, TRAIN_SEEDS, VOCABULARY, render_scene
-from models.training import RUN_DIR, parameter_count, save_checkpoint, seed_everything, train_loop
+from models.training import parameter_count, save_checkpoint, seed_everything, train_loop
+from models.training_cli import parse_training_args
 
 ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": SIZES}
 
@@ -215,25 +213,13 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Options):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    parser.add_argument("--fresh", action="store_true", help="ignore a saved state and start afresh")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few steps, written to --checkpoint-dir or else a temporary directory")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR / CHECKPOINT_NAME, help="resume state")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="default: models/checkpoints")
-    args = parser.parse_args(argv)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
-    run_dir, checkpoint_dir = args.run_dir, args.checkpoint_dir
-    if args.smoke:
-        options = dataclasses.replace(options, scenes=96, encoder_steps=5, d_pretrain_steps=3, steps=6, eval_every=3,
-                                      batch_size=8)
-        checkpoint_dir = checkpoint_dir or Path(tempfile.mkdtemp(prefix="text2image-smoke-"))
-        run_dir = checkpoint_dir / "run"
-    command = " ".join(["python -m models.generation.train_text2image", *(argv if argv is not None else sys.argv[1:])])
+    run = parse_training_args(argv, module="models.generation.train_text2image", description=__doc__,
+                              options=Options, name=CHECKPOINT_NAME,
+                              smoke=dict(scenes=96, encoder_steps=5, d_pretrain_steps=3, steps=6, eval_every=3,
+                                         batch_size=8))
+    options, run_dir, checkpoint_dir, command = run.options, run.run_dir, run.checkpoint_dir, run.command
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(run.args.threads)
     seed_everything(options.seed)
     started = time.time()
     images, scene_captions, scene_targets, scene_masks = render_training_set(options.scenes)
@@ -351,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_loop(
         name=CHECKPOINT_NAME, model=training, optimizer=optimizer, batches=batches, step_fn=step_fn,
         total_steps=options.steps, eval_fn=eval_fn, eval_every=options.eval_every, save_every=options.eval_every,
-        run_dir=run_dir, resume=not args.fresh, config={**dataclasses.asdict(options), **config.to_dict()},
+        run_dir=run_dir, resume=not run.fresh, config={**dataclasses.asdict(options), **config.to_dict()},
     )
 
     # Ship the best moving average with the frozen encoder.

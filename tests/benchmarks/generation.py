@@ -3,9 +3,9 @@ ImageToImage for each shipped model on 64x64 scenes) against the same model call
 
 The service draws each request's noise on the CPU and runs the generator on fixed chunks of rows
 (SYN_GENERATION_CHUNK, see docs/generation.md), so equal seeds give equal bytes under any load;
-PNG encoding of every image (about 0.34 ms for a 64x64 image at the runtime's default zlib level,
-as much as generating it on one CPU thread) is part of the service's work and not of the
-in-process column.
+PNG encoding of every image (about 0.5 ms for a 64x64 image at the runtime's zlib level 1, more
+than generating it on one CPU thread) is part of the service's work and not of the in-process
+column.
 """
 
 from __future__ import annotations
