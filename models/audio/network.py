@@ -10,17 +10,18 @@ the ranking of locations are the cosine's own).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.audio.features import FeatureConfig, LogMel
+from models.configs import ManifestConfig
 
 
 @dataclass(frozen=True)
-class LocalizationConfig:
+class LocalizationConfig(ManifestConfig):
     sample_rate: int = 16000
     # Log-mel front end: 1024-point frames resolve the 220..523 Hz fundamentals
     # (15.6 Hz bins) and their harmonics, which tell the waveform (shape).
@@ -35,9 +36,6 @@ class LocalizationConfig:
     def features(self) -> FeatureConfig:
         return FeatureConfig(kind="log_mel", n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
                              window="hamming", center=False)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

@@ -15,20 +15,21 @@ not say *where* the attended object is, and the position and relation words
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.captioning.vocabulary import Vocabulary
+from models.configs import ManifestConfig
 
 # Each of the encoder's three stride-2 stages halves the side: 64 -> 8.
 ENCODER_STRIDE = 8
 
 
 @dataclass(frozen=True)
-class CaptionerConfig:
+class CaptionerConfig(ManifestConfig):
     """Architecture. `vocabulary` is part of it, so a checkpoint's config alone rebuilds the model."""
 
     vocabulary: tuple[str, ...]
@@ -51,20 +52,6 @@ class CaptionerConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // ENCODER_STRIDE
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["vocabulary"] = list(self.vocabulary)
-        data["channels"] = list(self.channels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CaptionerConfig":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["vocabulary"] = tuple(known["vocabulary"])
-        if "channels" in known:
-            known["channels"] = tuple(known["channels"])
-        return cls(**known)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:

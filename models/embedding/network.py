@@ -19,13 +19,14 @@ negatives and are masked out of both terms (`false_negatives`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from models.configs import ManifestConfig
 from models.embedding.tokenizer import WordTokenizer
 
 # Three stride-2 stages: 64 px -> an 8x8 grid.
@@ -33,7 +34,7 @@ ENCODER_STRIDE = 8
 
 
 @dataclass(frozen=True)
-class EmbeddingConfig:
+class EmbeddingConfig(ManifestConfig):
     """Architecture; `vocabulary` is part of it, so a checkpoint's config alone rebuilds the model."""
 
     vocabulary: tuple[str, ...]
@@ -52,20 +53,6 @@ class EmbeddingConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // ENCODER_STRIDE
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["vocabulary"] = list(self.vocabulary)
-        data["widths"] = list(self.widths)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EmbeddingConfig":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["vocabulary"] = tuple(known["vocabulary"])
-        if "widths" in known:
-            known["widths"] = tuple(known["widths"])
-        return cls(**known)
 
     def tokenizer(self) -> WordTokenizer:
         return WordTokenizer(self.vocabulary, self.max_words)

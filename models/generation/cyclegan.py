@@ -30,11 +30,12 @@ reference InstanceNorm (no running statistics either).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from models.configs import ManifestConfig
 from models.generation.layers import PatchDiscriminator, ResnetBlock, init_gan_weights, norm_layer
 
 KIND = "cyclegan"
@@ -43,7 +44,7 @@ DIRECTIONS = {"day2night": ("day", "night"), "night2day": ("night", "day")}
 
 
 @dataclass(frozen=True)
-class CycleGANConfig:
+class CycleGANConfig(ManifestConfig):
     ngf: int = 32
     n_down: int = 0
     n_blocks: int = 3
@@ -56,13 +57,6 @@ class CycleGANConfig:
     d_norm: str = "instance"
     image_size: int = 64
     kind: str = KIND
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CycleGANConfig":
-        return cls(**data)
 
 
 class ResnetGenerator(nn.Module):

@@ -15,11 +15,12 @@ only in training mode (eval mode, what is served and evaluated, never drops).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from models.configs import ManifestConfig
 from models.generation.layers import PatchDiscriminator, init_gan_weights, norm_layer
 
 CHECKPOINT_NAME = "sketch2photo"
@@ -27,7 +28,7 @@ KIND = "pix2pix"
 
 
 @dataclass(frozen=True)
-class Pix2PixConfig:
+class Pix2PixConfig(ManifestConfig):
     ngf: int = 16
     # Encoder levels; the bottleneck is image_size / 2**depth pixels wide.
     depth: int = 5
@@ -44,13 +45,6 @@ class Pix2PixConfig:
     d_layers: int = 2
     image_size: int = 64
     kind: str = KIND
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Pix2PixConfig":
-        return cls(**data)
 
     def channels(self) -> list[int]:
         return [self.ngf * min(2 ** i, self.max_multiplier) for i in range(self.depth)]

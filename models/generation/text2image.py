@@ -18,19 +18,20 @@ inference the model is exactly GAN-INT-CLS's: caption + N(0, I) noise -> G.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.configs import ManifestConfig
 from models.generation.text_encoder import TextEncoder, Tokenizer
 
 CHECKPOINT_NAME = "text2image"
 
 
 @dataclass(frozen=True)
-class Text2ImageConfig:
+class Text2ImageConfig(ManifestConfig):
     vocabulary: tuple[str, ...]
     # Classes of the text encoder's pretraining heads (name -> count).
     attribute_classes: dict[str, int] = field(default_factory=dict)
@@ -52,21 +53,6 @@ class Text2ImageConfig:
     image_size: int = 64
     # What the training images show; prompts cannot choose (see docs/generation.md).
     domain: str = "day"
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["vocabulary"] = list(self.vocabulary)
-        data["multipliers"] = list(self.multipliers)
-        data["d_multipliers"] = list(self.d_multipliers)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Text2ImageConfig":
-        data = dict(data)
-        data["vocabulary"] = tuple(data["vocabulary"])
-        data["multipliers"] = tuple(data["multipliers"])
-        data["d_multipliers"] = tuple(data["d_multipliers"])
-        return cls(**data)
 
 
 def _init_dcgan(module: nn.Module) -> None:
