@@ -21,23 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from synesthesia.tensors import pcm_to_array, to_tensor
+from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 from models.audio import decoding
 from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
 from models.audio.localize import LoadedLocalizer, load_localizer, localize
 from services.runtime import (
-    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
-    describe_device,
     invalid_argument,
+    model_info,
     not_found,
     resource_exhausted,
     select_device,
 )
-from synesthesia.tensors import pcm_to_array, to_tensor
-from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 KINDS = {
     audio_pb2.FEATURE_KIND_UNSPECIFIED: "log_mel",
@@ -353,13 +352,10 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
     async def ListModels(self, request, context):
         infos = []
         for i, (name, loaded) in enumerate(self.models.items()):
-            info = common_pb2.ModelInfo(
-                name=name, task="sound-localization", backend=common_pb2.MODEL_BACKEND_BUILTIN,
-                weights_sha256=loaded.sha256, device=describe_device(self.device), is_default=i == 0,
-                parameter_count=sum(p.numel() for p in loaded.model.parameters()),
-            )
-            info.metrics.update(numeric_metrics(loaded.metrics))
-            infos.append(info)
+            infos.append(model_info(
+                name, task="sound-localization", backend=common_pb2.MODEL_BACKEND_BUILTIN, sha256=loaded.sha256,
+                device=self.device, is_default=i == 0,
+                parameter_count=sum(p.numel() for p in loaded.model.parameters()), metrics=loaded.metrics))
         return audio_pb2.ListAudioModelsResponse(models=infos)
 
 

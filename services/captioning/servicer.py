@@ -30,23 +30,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image
+from synesthesia.tensors import to_tensor
+from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 
 from models.captioning.checkpoint import LoadedCaptioner, load_captioner
 from models.captioning.data import images_to_batch
 from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWord, beam_search
 from services.runtime import (
-    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
-    describe_device,
     invalid_argument,
+    model_info,
     not_found,
     select_device,
     unavailable,
 )
-from synesthesia.tensors import to_tensor
-from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 
 DEFAULT_BEAM_SIZE = 3
 DEFAULT_MAX_LENGTH = 20
@@ -245,10 +244,8 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         self._check_loaded()
         infos = []
         for name, backend in self.models.items():
-            info = common_pb2.ModelInfo(
-                name=name, task="captioning", backend=backend.kind, weights_sha256=backend.sha256,
-                device=describe_device(self.device), is_default=name == self.default_model,
-                parameter_count=backend.parameter_count)
-            info.metrics.update(numeric_metrics(backend.metrics))
-            infos.append(info)
+            infos.append(model_info(
+                name, task="captioning", backend=backend.kind, sha256=backend.sha256, device=self.device,
+                is_default=name == self.default_model, parameter_count=backend.parameter_count,
+                metrics=backend.metrics))
         return captioning_pb2.ListCaptioningModelsResponse(models=infos)

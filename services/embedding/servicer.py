@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image
+from synesthesia.tensors import to_tensor
+from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 from models.embedding.checkpoint import load_embedder
 from models.embedding.data import images_to_batch
@@ -45,19 +47,16 @@ from services.embedding.collections import (
     DimensionMismatch,
 )
 from services.runtime import (
-    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
-    describe_device,
     failed_precondition,
     invalid_argument,
+    model_info,
     not_found,
     select_device,
     unavailable,
 )
-from synesthesia.tensors import to_tensor
-from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 log = logging.getLogger(__name__)
 MAX_INPUTS = 256
@@ -295,12 +294,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self._check_loaded()
         infos = []
         for name, backend in self.models.items():
-            info = common_pb2.ModelInfo(
-                name=name, task="embedding", backend=backend.kind, weights_sha256=backend.sha256,
-                device=describe_device(self.device), is_default=name == self.default_model,
-                parameter_count=backend.parameter_count)
-            info.metrics.update(numeric_metrics(backend.metrics))
-            infos.append(info)
+            infos.append(model_info(
+                name, task="embedding", backend=backend.kind, sha256=backend.sha256, device=self.device,
+                is_default=name == self.default_model, parameter_count=backend.parameter_count,
+                metrics=backend.metrics))
         return embedding_pb2.ListEmbeddingModelsResponse(models=infos)
 
     # --- RPCs: collections ------------------------------------------------------------------

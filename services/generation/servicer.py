@@ -17,22 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from synesthesia.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 
 from models.generation.image_to_image import available_image_to_image_models, load_image_to_image
-from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE, Text2Image, load_text2image, parameter_count
+from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE
+from models.generation.text2image import Text2Image, load_text2image, parameter_count
 from models.training import read_manifest
 from services.runtime import (
-    numeric_metrics,
     DynamicBatcher,
     Settings,
     decode_image,
     describe_device,
     encode_png,
     invalid_argument,
+    model_info,
     not_found,
     select_device,
 )
-from synesthesia.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +169,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         count = entry.get("parameter_count")
         if count is None and isinstance(model, torch.nn.Module):
             count = parameter_count(model)
-        info = common_pb2.ModelInfo(
-            name=name, task=task, backend=common_pb2.MODEL_BACKEND_BUILTIN, weights_sha256=entry.get("sha256", ""),
-            device=describe_device(self.device), is_default=is_default, parameter_count=int(count or 0),
-        )
-        info.metrics.update(numeric_metrics(entry.get("metrics") or {}))
-        return info
+        return model_info(name, task=task, backend=common_pb2.MODEL_BACKEND_BUILTIN, sha256=entry.get("sha256", ""),
+                          device=self.device, is_default=is_default, parameter_count=count,
+                          metrics=entry.get("metrics"))
 
     def _embedding(self, name: str, model: Text2Image, word_ids: tuple[int, ...]) -> torch.Tensor:
         # One prompt at a time (a GRU's output must not depend on its batch-mates), cached:

@@ -16,7 +16,7 @@ from .errors import (
 )
 from .images import decode_image, encode_png, to_rgb
 from .interceptors import REQUEST_ID
-from .models import numeric_metrics
+from .models import model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings
 
@@ -33,6 +33,7 @@ __all__ = [
     "failed_precondition",
     "invalid_argument",
     "not_found",
+    "model_info",
     "numeric_metrics",
     "resource_exhausted",
     "run_service",
