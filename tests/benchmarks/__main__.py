@@ -6,14 +6,14 @@ import argparse
 import datetime
 import importlib
 import os
-import platform
 import pkgutil
+import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from tests.benchmarks.harness import markdown_table, run_scenario
+from tests.benchmarks.harness import THREADS, markdown_table, run_scenario
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,9 +44,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[], help="benchmark module names (default: all)")
     parser.add_argument("--out", default="BENCHMARKS.md")
     args = parser.parse_args()
-    # One intra-op thread for the servers and the in-process column alike (SYN_BENCH_THREADS to change):
-    # on a small shared machine more threads mostly measure contention.
-    torch.set_num_threads(int(os.environ.get("SYN_BENCH_THREADS", "1")))
+    # The same intra-op thread count for the servers and the in-process column (harness.THREADS).
+    os.environ.setdefault("SYN_TORCH_THREADS", str(THREADS))
+    torch.set_num_threads(THREADS)
     sections = []
     for name in modules(args.only):
         module = importlib.import_module(f"tests.benchmarks.{name}")

@@ -7,7 +7,6 @@ two-object ShapesWorld scenes (64x64 PNG + their 1 s clip) against the built-in 
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
@@ -15,29 +14,15 @@ import torch
 
 from models.audio.features import FeatureConfig, compute
 from models.shapesworld import EVAL_SEEDS, render_scene
+from synesthesia.pictures import png_bytes
 from synesthesia.tensors import array_to_pcm
 from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
-from tests.benchmarks.harness import Scenario
-from tests.runtime.helpers import png_bytes
+from tests.benchmarks.harness import THREADS, Scenario, torch_threads
 
 RATE = 16000
 _rng = np.random.default_rng(0)
 CLIPS = [(0.3 * _rng.standard_normal(RATE)).astype(np.float32) for _ in range(32)]
 SCENES = [render_scene(seed, objects=2) for seed in EVAL_SEEDS[:32]]
-# The server runs with one intra-op thread (tests/servers.py sets SYN_TORCH_THREADS=1); the in-process
-# numbers use the same, so "service / in-process" compares like with like. (On a shared 2-core machine,
-# two threads contending with other work were measured 10-100x slower than one.)
-THREADS = 1
-
-
-@contextlib.contextmanager
-def _threads(count: int = THREADS):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _features_call(channel):
@@ -56,7 +41,7 @@ def _features_in_process():
     config = FeatureConfig()
 
     def run(batch: int):
-        with _threads(), torch.inference_mode():
+        with torch_threads(), torch.inference_mode():
             return compute(stack[:batch], RATE, config)
 
     return run
@@ -82,7 +67,7 @@ def _localize_in_process():
     images, clips = [s.image for s in SCENES], [s.audio for s in SCENES]
 
     def run(batch: int):
-        with _threads(), torch.inference_mode():
+        with torch_threads(), torch.inference_mode():
             return localize(model, images[:batch], clips[:batch])
 
     return run
@@ -115,7 +100,7 @@ def extra_sections() -> list[str]:
     rows = []
     for label, config in [("magnitude STFT", FeatureConfig(kind="magnitude")), ("log-mel", FeatureConfig())]:
         def ours(config=config):
-            with _threads(), torch.inference_mode():
+            with torch_threads(), torch.inference_mode():
                 compute(torch_clips, RATE, config)
 
         if config.kind == "magnitude":

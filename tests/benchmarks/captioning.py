@@ -9,28 +9,20 @@ decoded pixels and runs `beam_search` on a batch.
 
 from __future__ import annotations
 
-import io
-
 import torch
-from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
+from synesthesia.pictures import png_bytes
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 from tests.benchmarks.harness import Scenario
 
 SCENES = [render_scene(seed) for seed in EVAL_SEEDS[:32]]
 
 
-def _png(pixels) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _caption_call(beam: int):
     def make_call(channel):
         stub = captioning_pb2_grpc.CaptioningStub(channel)
-        requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=_png(s.image)), include_attention=True,
+        requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=png_bytes(s.image)), include_attention=True,
                                                   options=captioning_pb2.CaptionOptions(beam_size=beam))
                     for s in SCENES]
 

@@ -3,7 +3,7 @@ in-process, and Search latency at 10k and 100k vectors against raw FAISS on the 
 
 Embeddings: one item per call (a held-out 64x64 ShapesWorld PNG, or its caption), so concurrency is
 what fills the DynamicBatcher; in-process starts from decoded pixels / strings at the best batch size,
-with one intra-op thread like the server (tests/servers.py sets SYN_TORCH_THREADS=1).
+with the server's intra-op thread count (one unless SYN_BENCH_THREADS says otherwise).
 
 Search: a collection of N random unit vectors (128-d, written with the service's own store before the
 server starts, tagged with the shipped model) searched by text (top_k 10) through the service, sequentially
@@ -15,8 +15,6 @@ the id/metadata lookup; that difference is the service's cost.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import io
 import tempfile
 import time
 from pathlib import Path
@@ -24,39 +22,22 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
-from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
+from synesthesia.pictures import png_bytes
 from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
-from tests.benchmarks.harness import Scenario, summarise
+from tests.benchmarks.harness import THREADS, Scenario, summarise, torch_threads
 from tests.servers import ServiceProcess
 
 SCENES = [render_scene(seed) for seed in EVAL_SEEDS[:32]]
-THREADS = 1
 SEARCH_SIZES = (10_000, 100_000)
 SEARCH_CALLS = 200
 DIM = 128
 
 
-def _png(pixels) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def _threads(count: int = THREADS):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _images_call(channel):
     stub = embedding_pb2_grpc.EmbeddingStub(channel)
-    requests = [embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=_png(s.image))]) for s in SCENES]
+    requests = [embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=png_bytes(s.image))]) for s in SCENES]
     return lambda i: stub.EmbedImages(requests[i % len(requests)], timeout=60)
 
 
@@ -79,7 +60,7 @@ def _images_in_process():
     pixels = images_to_batch([s.image for s in SCENES], 64)
 
     def run(batch: int):
-        with _threads(), torch.inference_mode():
+        with torch_threads(), torch.inference_mode():
             return model.encode_images(pixels[:batch])
 
     return run
@@ -90,7 +71,7 @@ def _texts_in_process():
     captions = [s.captions[0] for s in SCENES]
 
     def run(batch: int):
-        with _threads(), torch.inference_mode():
+        with torch_threads(), torch.inference_mode():
             return model.encode_texts(captions[:batch])
 
     return run

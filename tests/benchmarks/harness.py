@@ -16,6 +16,8 @@ delivers.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +27,22 @@ import grpc
 import torch
 
 from tests.servers import ServiceProcess
+
+# Intra-op threads for the servers (passed on as SYN_TORCH_THREADS) and the in-process column alike, so
+# "service / in-process" compares like with like. One by default: on a small shared machine more threads
+# mostly measure contention (two threads contending with other work were measured 10-100x slower).
+THREADS = int(os.environ.get("SYN_BENCH_THREADS", "1"))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = THREADS):
+    """Run the block with `count` torch intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
