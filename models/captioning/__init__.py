@@ -1,7 +1,7 @@
 """Image captioning: Show, Attend and Tell (CNN grid encoder, attention LSTM decoder) on ShapesWorld.
 
     from models.captioning.checkpoint import load_captioner
-    from models.captioning.data import images_to_batch
+    from models.images import images_to_batch
     from models.captioning.decoding import beam_search
     loaded = load_captioner()                                  # models/checkpoints/captioning.safetensors
     images = images_to_batch([scene.image], loaded.model.config.image_size)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import torch
 
-from models.captioning.data import images_to_batch
+from models.images import images_to_batch
 from models.captioning.decoding import beam_search
 from models.captioning.network import Captioner
 from models.captioning.scoring import PointingTally, SceneFacts, score_captions

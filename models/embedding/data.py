@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.shapesworld import COLOUR_NAMES, SHAPES, SIZES, reference_captions
 from models.shapesworld.dataset import render_item
@@ -74,13 +73,3 @@ def describes(texts: Sequence[str], references: Sequence[Sequence[str]]) -> torc
                 out[i, j] = True
     return out
 
-
-def images_to_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """uint8 HxWx3 images of any size -> float [B,3,size,size] in [0,1] (antialiased bilinear resize)."""
-    tensors = []
-    for image in images:
-        t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)[None]
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        tensors.append(t.clamp_(0.0, 1.0))
-    return torch.cat(tensors, 0)

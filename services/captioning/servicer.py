@@ -34,7 +34,7 @@ from synesthesia.tensors import to_tensor
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 
 from models.captioning.checkpoint import LoadedCaptioner, load_captioner
-from models.captioning.data import images_to_batch
+from models.images import images_to_batch
 from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWord, beam_search
 from services.runtime import (
     DynamicBatcher,

@@ -38,7 +38,7 @@ from synesthesia.tensors import to_tensor
 from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 from models.embedding.checkpoint import load_embedder
-from models.embedding.data import images_to_batch
+from models.images import images_to_batch
 from services.embedding.collections import (
     INDEX_KINDS,
     Collection,

@@ -37,7 +37,7 @@ def _caption_call(beam: int):
 def _in_process(beam: int):
     def make():
         from models.captioning.checkpoint import load_captioner
-        from models.captioning.data import images_to_batch
+        from models.images import images_to_batch
         from models.captioning.decoding import beam_search
 
         model = load_captioner().model

@@ -54,7 +54,7 @@ def _model():
 
 
 def _images_in_process():
-    from models.embedding.data import images_to_batch
+    from models.images import images_to_batch
 
     model = _model()
     pixels = images_to_batch([s.image for s in SCENES], 64)

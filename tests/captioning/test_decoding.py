@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.captioning.checkpoint import load_captioner
-from models.captioning.data import images_to_batch
+from models.images import images_to_batch
 from models.captioning.decoding import beam_search
 from models.shapesworld import EVAL_SEEDS, render_scene
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from models.captioning.checkpoint import load_captioner
-from models.captioning.data import images_to_batch
+from models.images import images_to_batch
 from models.captioning.decoding import beam_search
 from models.captioning.scoring import PointingTally, SceneFacts, judge_caption
 from models.shapesworld import COLOURS, SHAPES, reference_captions

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from models.embedding.checkpoint import load_embedder
-from models.embedding.data import images_to_batch
+from models.images import images_to_batch
 from models.shapesworld import EVAL_SEEDS, render_scene
 from models.training import read_manifest
 from synesthesia.tensors import from_tensor
