@@ -4,6 +4,8 @@ PY := .venv/bin/python
 BOOT := ./scripts/bootstrap.sh
 # Busy-waiting OpenMP threads starve each other on small shared machines (10x slower on 2 cores).
 export OMP_WAIT_POLICY ?= PASSIVE
+# Where bootstrap's `pip install --user uv` puts uv: the tests that build venvs call it too.
+export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: install protos check-protos test test-fast up down demo bench train \
         train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding \

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_clients_install_into_a_fresh_venv_without_torch(tmp_path):
-    uv = shutil.which("uv")
+    # bootstrap.sh may have installed uv with `pip install --user`, off a bare PATH.
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path.home() / ".local" / "bin"))
     if uv is None:
         pytest.fail("uv is missing (scripts/bootstrap.sh installs it)")
     venv = tmp_path / "venv"
