@@ -307,6 +307,26 @@ def load_model(name: str, build: Callable[[dict], torch.nn.Module], *, directory
     return model.to(device).eval(), entry
 
 
+@dataclass
+class LoadedModel:
+    """A shipped network in eval mode, with what a service reports of it (ListModels)."""
+
+    model: torch.nn.Module
+    sha256: str
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def parameter_count(self) -> int:
+        return parameter_count(self.model)
+
+
+def load_shipped(name: str, build: Callable[[dict], torch.nn.Module], *, directory: Path | None = None,
+                 device: torch.device | str = "cpu") -> LoadedModel:
+    """`load_model` for a service: the network plus its manifest's sha256 and metrics."""
+    model, entry = load_model(name, build, directory=directory, device=device)
+    return LoadedModel(model, entry.get("sha256", ""), dict(entry.get("metrics", {})))
+
+
 # --- The loop -------------------------------------------------------------------
 
 @dataclass

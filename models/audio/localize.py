@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import ndimage
 
 from models.audio.network import LocalizationConfig, SoundLocalizer
+from models.training import LoadedModel, load_shipped
 
 
 @dataclass
@@ -89,22 +90,11 @@ def localize(model: SoundLocalizer, images: list[np.ndarray], clips: list[np.nda
     return results
 
 
-@dataclass
-class LoadedLocalizer:
-    model: SoundLocalizer
-    sha256: str
-    metrics: dict
+def load_localizer(name: str = "localization", checkpoint_dir=None, device: torch.device | str = "cpu") -> LoadedModel:
+    """A shipped checkpoint (safetensors + manifest entry), in eval mode on `device`. The manifest's
+    config also holds the training options; the network takes its own fields."""
+    def build(config: dict) -> SoundLocalizer:
+        return SoundLocalizer(LocalizationConfig(**{k: v for k, v in config.items()
+                                                    if k in LocalizationConfig.__dataclass_fields__}))
 
-
-def load_localizer(name: str = "localization", checkpoint_dir=None, device: torch.device | str = "cpu") -> LoadedLocalizer:
-    """A shipped checkpoint (safetensors + manifest entry), in eval mode on `device`."""
-    from models.training import CheckpointError, load_checkpoint
-
-    state, entry = load_checkpoint(name, directory=checkpoint_dir)
-    architecture = {k: v for k, v in entry["config"].items() if k in LocalizationConfig.__dataclass_fields__}
-    model = SoundLocalizer(LocalizationConfig(**architecture))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:  # the weights do not fit the architecture the manifest describes
-        raise CheckpointError(f"checkpoint {name!r} does not match its recorded config: {exc}") from None
-    return LoadedLocalizer(model.to(device).eval(), entry.get("sha256", ""), dict(entry.get("metrics", {})))
+    return load_shipped(name, build, directory=checkpoint_dir, device=device)

@@ -26,7 +26,8 @@ from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 from models.audio import decoding
 from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
-from models.audio.localize import LoadedLocalizer, load_localizer, localize
+from models.audio.localize import load_localizer, localize
+from models.training import LoadedModel
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -82,7 +83,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         self.max_seconds = float(settings.env("AUDIO_MAX_SECONDS", "30"))
         self.max_stft_cells = int(settings.env("AUDIO_MAX_STFT_CELLS", str(1 << 23)))
         self.model_names = [n.strip() for n in settings.env("AUDIO_MODELS", "localization").split(",") if n.strip()]
-        self.models: dict[str, LoadedLocalizer] = {}
+        self.models: dict[str, LoadedModel] = {}
         # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
         # default (they still share a pass with whatever is already queued).
         self.feature_batcher = DynamicBatcher(
@@ -355,7 +356,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             infos.append(model_info(
                 name, task="sound-localization", backend=common_pb2.MODEL_BACKEND_BUILTIN, sha256=loaded.sha256,
                 device=self.device, is_default=i == 0,
-                parameter_count=sum(p.numel() for p in loaded.model.parameters()), metrics=loaded.metrics))
+                parameter_count=loaded.parameter_count, metrics=loaded.metrics))
         return audio_pb2.ListAudioModelsResponse(models=infos)
 
 

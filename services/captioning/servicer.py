@@ -33,15 +33,16 @@ from PIL import Image
 from synesthesia.tensors import to_tensor
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 
-from models.captioning.checkpoint import LoadedCaptioner, load_captioner
-from models.images import images_to_batch
+from models.captioning.checkpoint import load_captioner
 from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWord, beam_search
+from models.images import images_to_batch
+from models.training import LoadedModel
 from services.runtime import (
     DynamicBatcher,
     Settings,
+    backend_infos,
     decode_image,
     invalid_argument,
-    model_info,
     not_found,
     select_device,
     unavailable,
@@ -70,7 +71,7 @@ class Backend:
     sha256: str = ""
     metrics: dict = field(default_factory=dict)
     parameter_count: int = 0
-    builtin: LoadedCaptioner | None = None
+    builtin: LoadedModel | None = None
     transformers: object | None = None  # TransformersCaptioner
 
 
@@ -97,7 +98,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             self.models[name] = Backend(
                 name, common_pb2.MODEL_BACKEND_BUILTIN,
                 lambda image, size=size: images_to_batch([np.asarray(image)], size)[0],
-                loaded.sha256, loaded.metrics, sum(p.numel() for p in loaded.model.parameters()), builtin=loaded)
+                loaded.sha256, loaded.metrics, loaded.parameter_count, builtin=loaded)
         if self.hf_dir:
             from models.captioning.transformers_backend import TransformersCaptioner
 
@@ -242,10 +243,5 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     async def ListModels(self, request, context):
         self._check_loaded()
-        infos = []
-        for name, backend in self.models.items():
-            infos.append(model_info(
-                name, task="captioning", backend=backend.kind, sha256=backend.sha256, device=self.device,
-                is_default=name == self.default_model, parameter_count=backend.parameter_count,
-                metrics=backend.metrics))
-        return captioning_pb2.ListCaptioningModelsResponse(models=infos)
+        return captioning_pb2.ListCaptioningModelsResponse(models=backend_infos(
+            self.models, task="captioning", device=self.device, default=self.default_model))

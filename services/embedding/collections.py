@@ -50,7 +50,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from models.files import atomic_write, fsync_dir
+from models.files import atomic_write, atomic_write_with, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -342,19 +342,7 @@ class Collection:
         if self.info.index_kind == "hnsw" and len(self._dead) > _REBUILD_DEAD_SHARE * max(1, self._index.ntotal):
             self._rebuild_without_tombstones()
         index_name = f"index-{self._lsn}.faiss"
-        index_path = self.directory / index_name
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{index_name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self._index, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, index_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write_with(self.directory / index_name, lambda tmp: faiss.write_index(self._index, tmp))
         state = {"format": FORMAT, "lsn": self._lsn, "index_file": index_name, "next_label": self._next_label,
                  "items": [[label, id_, metadata] for label, (id_, metadata) in self._items.items()]}
         atomic_write(self.directory / "snapshot.json", json.dumps(state, separators=(",", ":")).encode("utf-8"))

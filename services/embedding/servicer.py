@@ -49,10 +49,10 @@ from services.embedding.collections import (
 from services.runtime import (
     DynamicBatcher,
     Settings,
+    backend_infos,
     decode_image,
     failed_precondition,
     invalid_argument,
-    model_info,
     not_found,
     select_device,
     unavailable,
@@ -129,7 +129,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                 name, common_pb2.MODEL_BACKEND_BUILTIN, model.config.dim, loaded.sha256,
                 prepare=lambda image, size=size: images_to_batch([np.asarray(image)], size)[0],
                 embed_images=model.encode_images, embed_texts=model.encode_texts, sha256=loaded.sha256,
-                metrics=loaded.metrics, parameter_count=sum(p.numel() for p in model.parameters()))
+                metrics=loaded.metrics, parameter_count=loaded.parameter_count)
         if self.hf_dir:
             from models.embedding.transformers_backend import TransformersEmbedder
 
@@ -292,13 +292,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
 
     async def ListModels(self, request, context):
         self._check_loaded()
-        infos = []
-        for name, backend in self.models.items():
-            infos.append(model_info(
-                name, task="embedding", backend=backend.kind, sha256=backend.sha256, device=self.device,
-                is_default=name == self.default_model, parameter_count=backend.parameter_count,
-                metrics=backend.metrics))
-        return embedding_pb2.ListEmbeddingModelsResponse(models=infos)
+        return embedding_pb2.ListEmbeddingModelsResponse(models=backend_infos(
+            self.models, task="embedding", device=self.device, default=self.default_model))
 
     # --- RPCs: collections ------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from .errors import (
 )
 from .images import decode_image, encode_png, to_rgb
 from .interceptors import REQUEST_ID
-from .models import model_info, numeric_metrics
+from .models import backend_infos, model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings
 
@@ -27,6 +27,7 @@ __all__ = [
     "ServiceError",
     "ServiceHost",
     "Settings",
+    "backend_infos",
     "decode_image",
     "describe_device",
     "encode_png",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from synesthesia.v1 import common_pb2
 
@@ -23,3 +24,12 @@ def model_info(name: str, *, task: str, backend: int, sha256: str, device, is_de
                                 parameter_count=int(parameter_count or 0))
     info.metrics.update(numeric_metrics(metrics or {}))
     return info
+
+
+def backend_infos(backends: Mapping[str, Any], *, task: str, device, default: str) -> list[common_pb2.ModelInfo]:
+    """ListModels for a servicer that keeps {name: backend}, each backend with `kind` (a
+    common_pb2.ModelBackend), `sha256`, `parameter_count` and `metrics`."""
+    return [model_info(name, task=task, backend=backend.kind, sha256=backend.sha256, device=device,
+                       is_default=name == default, parameter_count=backend.parameter_count,
+                       metrics=backend.metrics)
+            for name, backend in backends.items()]
