@@ -14,15 +14,16 @@ not 0) and a critic step on real images and on fakes drawn from a pool of 50
 earlier ones, with Adam (2e-4, beta1 0.5) and a learning rate decaying
 linearly to 0 over the second half, in models.training's resumable loop.
 
-Two departures from the reference recipe, both forced by the residual
-generators (cyclegan.py), which start as the identity: the cycle weight ramps
-up from 0 over the first 30 % of the steps, and the identity loss is off.
-At the identity both L1 terms are exactly 0 and their gradient does not shrink
-near 0, so at full weight they hold G and F at the identity against the
-critics (measured: judged domain accuracy still 0 after 450-500 steps with the
-cycle loss at full weight from step 0, and after 250 steps with the identity
-loss on, even ramped up with the cycle weight).
-The identity loss's job, keeping colours, is done by the identity start.
+One departure from the reference recipe, forced by the residual generators
+(cyclegan.py), which start as the identity: the L1 terms come in late. At the
+identity the cycle and identity losses are exactly 0 and their gradient does
+not shrink near 0, so at full weight they hold G and F at the identity against
+the critics (measured: judged domain accuracy still 0 after 450-500 steps with
+the cycle loss at full weight from step 0, and after 250 steps with the
+identity loss ramped up alongside the cycle weight). So the cycle weight ramps
+up from 0 over the first 30 % of the steps, and the identity loss starts once
+the translation is there (at 30 %) and ramps up to the reference weight
+(0.5 x lambda_cycle) by 60 %.
 
 Every `--eval-every` steps the judge's metrics on a few held-out scenes are
 logged (monitoring only: the last weights ship). Both generators are saved,
@@ -65,9 +66,12 @@ class Options:
     # The cycle weight ramps up linearly from 0 over this fraction of the steps (0: full weight
     # from the start); see the module docstring.
     cycle_warmup: float = 0.3
-    # Relative to cycle_weight, as in the reference implementation (which uses 0.5); 0 = off, see
-    # the module docstring.
-    identity_weight: float = 0.0
+    # Relative to cycle_weight, as in the reference implementation; 0 = off.
+    identity_weight: float = 0.5
+    # The identity loss is off until this fraction of the steps, then ramps up linearly over
+    # identity_warmup of them (0: full weight at once); see the module docstring.
+    identity_from: float = 0.3
+    identity_warmup: float = 0.3
     pool_size: int = 50
     gan_loss: str = "lsgan"
     # The learning rate decays linearly to 0 from this fraction of the steps on.
@@ -139,6 +143,13 @@ def translator(name: str, generator: nn.Module) -> ImageToImageModel:
     return ImageToImageModel(name, generator, {}, next(generator.parameters()).device)
 
 
+def ramp(step: int, start: float, length: float) -> float:
+    """0 before `start`, then linearly up to 1 over `length` steps (at once when length is 0)."""
+    if step < start:
+        return 0.0
+    return 1.0 if length <= 0 else min(1.0, (step - start) / length)
+
+
 def cycle_l1(forward: ImageToImageModel, backward: ImageToImageModel, source: str, count: int) -> float:
     """|backward(forward(x)) - x| on held-out scenes in `source`, through the served rounding."""
     images, _, _ = evaluation.domain_scenes(source, count, None)
@@ -184,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         loss_gan = (gan_loss(training.night_critic(fake_night), True, options.gan_loss)
                     + gan_loss(training.day_critic(fake_day), True, options.gan_loss))
         loss_cycle = (f(fake_night) - real_day).abs().mean() + (g(fake_day) - real_night).abs().mean()
-        cycle_weight = options.cycle_weight
-        if options.cycle_warmup > 0:
-            cycle_weight *= min(1.0, step / (options.cycle_warmup * options.steps))
+        cycle_weight = options.cycle_weight * ramp(step, 0, options.cycle_warmup * options.steps)
         loss_g = loss_gan + cycle_weight * loss_cycle
-        if options.identity_weight:
+        identity_weight = options.identity_weight * options.cycle_weight * ramp(
+            step, options.identity_from * options.steps, options.identity_warmup * options.steps)
+        if identity_weight:
             loss_identity = (g(real_night) - real_night).abs().mean() + (f(real_day) - real_day).abs().mean()
-            loss_g = loss_g + options.identity_weight * cycle_weight * loss_identity
+            loss_g = loss_g + identity_weight * loss_identity
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
         optimizer.step()  # only the generators have gradients

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 SHIPPED = available_image_to_image_models()
 # sketch2photo's PSNR must come within this many dB of the best a sketch-only model can do in
 # expectation (the 25 dB is above that ceiling; see docs/image_to_image.md).
-PSNR_GAP_TO_CEILING_DB = 1.5
+PSNR_GAP_TO_CEILING_DB = 1.0
 
 
 def shipped(name: str):
@@ -60,6 +60,8 @@ def measured(judge):
 
 def test_sketch2photo_comes_close_to_the_sketch_ceiling(measured):
     metrics = measured("sketch2photo")
+    # Why the 25 dB is not the bar: no sketch-only model reaches it in expectation.
+    assert metrics["ceiling_sketch_psnr_db"] < evaluation.TARGET_PSNR_DB, metrics
     assert metrics["psnr_db"] >= metrics["ceiling_sketch_psnr_db"] - PSNR_GAP_TO_CEILING_DB, metrics
     assert metrics["psnr_db"] > metrics["identity_psnr_db"] + 15.0
     assert metrics["l1"] < 0.25 * metrics["identity_l1"]
