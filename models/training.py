@@ -13,6 +13,8 @@ Read top to bottom:
   and its entry in ``models/checkpoints/manifest.json``.
 * `load_checkpoint(name, expected_config=...)`: the state dict and the manifest entry,
   after checking the file's sha256 and the config; `CheckpointError` otherwise.
+* `load_model(name, build)`: the network `build(config)` makes, with those weights, in eval
+  mode; `load_shipped` adds the sha256 and metrics a service reports (`LoadedModel`).
 
 Checkpoint format: a safetensors file (no pickle) holding the model's ``state_dict`` as
 contiguous CPU tensors. Tied weights (several names for one tensor) are stored once;
