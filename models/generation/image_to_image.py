@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from models.generation import cyclegan, pix2pix
-from models.training import CheckpointError, load_checkpoint, read_manifest
+from models.training import CheckpointError, load_model, read_manifest
 
 # Name -> (network kind, builder from the manifest config).
 MODELS = {
@@ -69,15 +69,13 @@ def load_image_to_image(name: str, device: str | torch.device = "cpu",
     if name not in MODELS:
         raise KeyError(f"no image-to-image model {name!r}; known: {', '.join(MODELS)}")
     kind, build = MODELS[name]
-    state, entry = load_checkpoint(name, directory=directory)
-    config = dict(entry.get("config") or {})
-    if config.get("kind") != kind:
-        raise CheckpointError(f"checkpoint {name!r} holds a {config.get('kind')!r} network, expected {kind!r}")
-    try:
-        network = build(config)
-        network.load_state_dict(state, strict=True)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {name!r} does not fit its config {config}: {exc}") from exc
+
+    def checked_build(config: dict) -> nn.Module:
+        if config.get("kind") != kind:
+            raise CheckpointError(f"checkpoint {name!r} holds a {config.get('kind')!r} network, expected {kind!r}")
+        return build(config)
+
+    network, entry = load_model(name, checked_build, directory=directory)
     entry.pop("extra_tensors", None)
     return ImageToImageModel(name, network.requires_grad_(False), entry, device)
 

@@ -100,7 +100,7 @@ def test_a_config_that_does_not_fit_the_weights_is_refused(checkpoint_dir):
     _, network = small_networks()["sketch2photo"]
     save_checkpoint("sketch2photo", network, config=Pix2PixConfig(ngf=8).to_dict(), metrics={}, command="test",
                     data_seeds={}, directory=checkpoint_dir)
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not match the network its config describes"):
         load_image_to_image("sketch2photo", "cpu", directory=checkpoint_dir)
 
 
