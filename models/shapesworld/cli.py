@@ -19,7 +19,9 @@ captions (canonical first) and objects (shape, colour, size, extent_px, bbox, ce
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import struct
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,6 +40,27 @@ def scene_id(seed: int) -> str:
     return f"{seed:07d}"
 
 
+def float_wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    """A 32-bit float WAV with the same bytes on every run.
+
+    libsndfile adds a PEAK chunk to float WAVs that holds the wall-clock time of
+    writing, so two runs of the generator differ; the chunk is optional (readers
+    ignore it) and is dropped here, keeping the fmt, fact and data chunks.
+    """
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.asarray(samples, dtype=np.float32), sample_rate, format="WAV", subtype="FLOAT")
+    data = buffer.getvalue()
+    chunks, offset = [], 12  # after "RIFF" <size> "WAVE"
+    while offset + 8 <= len(data):
+        size = struct.unpack_from("<I", data, offset + 4)[0]
+        end = offset + 8 + size + (size & 1)  # chunks are padded to even sizes
+        if data[offset:offset + 4] != b"PEAK":
+            chunks.append(data[offset:end])
+        offset = end
+    body = b"WAVE" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def write_scene(out: Path, seed: int, size: int, objects: int | None, domain: str | None) -> dict:
     """Render scene `seed`, write its files under `out` and return its JSON record."""
     scene = render_scene(seed, size=size, objects=objects, domain=domain)
@@ -50,7 +73,7 @@ def write_scene(out: Path, seed: int, size: int, objects: int | None, domain: st
     Image.fromarray(scene.image_other_domain).save(out / paths["image_other_domain"])
     Image.fromarray(scene.sketch).save(out / paths["sketch"])
     Image.fromarray(scene.mask.astype(np.uint8) * 255).save(out / paths["mask"])
-    soundfile.write(out / paths["audio"], scene.audio, SAMPLE_RATE_HZ, subtype="FLOAT")
+    (out / paths["audio"]).write_bytes(float_wav_bytes(scene.audio, SAMPLE_RATE_HZ))
     return {
         "id": sid, "seed": scene.seed, "size": scene.size, **paths,
         "sounding_index": scene.sounding_index, "domain": scene.domain, "other_domain": scene.other_domain,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -85,19 +86,23 @@ def test_a_batch_returning_the_wrong_count_is_an_error_not_a_mixup():
 
 def test_cancelled_callers_are_skipped():
     seen = []
+    running = threading.Event()  # the first pass has started in the worker
+    release = threading.Event()  # the test lets it finish once the doomed caller has cancelled
 
     def record(items):
         seen.extend(items)
-        time.sleep(0.05)
+        running.set()
+        release.wait(10)
         return items
 
     async def main():
         batcher = DynamicBatcher(record, max_batch_size=1, max_wait_ms=0, name="t4")
         blocker = asyncio.create_task(batcher.submit("first"))
-        await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(running.wait, 10)
         doomed = asyncio.create_task(batcher.submit("cancelled"))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0)  # let it queue behind the running pass
         doomed.cancel()
+        release.set()
         assert await blocker == "first"
         assert await batcher.submit("last") == "last"
         await batcher.close()

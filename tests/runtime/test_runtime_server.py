@@ -121,14 +121,28 @@ def test_batcher_merges_concurrent_calls_and_never_mixes_responses(service_proce
     assert 1 <= passes <= len(values) // 3, passes
 
 
+def in_flight(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("syn_rpcs_in_flight"))
+
+
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 def test_sigterm_drains_in_flight_calls(service_process):
-    server = service_process("toy", {"SYN_TOY_DELAY_MS": "1500", "SYN_MAX_BATCH_SIZE": "1"}, module=TOY)
+    metrics_port = free_port()
+    server = service_process("toy", {"SYN_TOY_DELAY_MS": "1500", "SYN_MAX_BATCH_SIZE": "1",
+                                     "SYN_METRICS_PORT": str(metrics_port)}, module=TOY)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(caption, server.target, solid_png(v), 30.0) for v in (11, 22, 33)]
-        time.sleep(0.5)
+        futures = [pool.submit(caption, server.target, solid_png(v), 60.0) for v in (11, 22, 33)]
+        # SIGTERM only once the server holds all three calls (not after a guess at how long that takes).
+        wait_until(lambda: in_flight(metrics_port) >= 3, what="three calls in flight")
         server.signal(signal.SIGTERM)
-        time.sleep(0.3)
-        assert health_status(server.target) in (NOT_SERVING, None)
+        wait_until(lambda: health_status(server.target) in (NOT_SERVING, None), 30, "NOT_SERVING after SIGTERM")
         results = [f.result() for f in futures]
     assert [r.caption for r in results] == [f"mean {v} width 16" for v in (11, 22, 33)]
     assert server.process.wait(30) == 0

@@ -117,6 +117,11 @@ def test_cli_writes_the_same_scenes(tmp_path):
         assert cli_main(["generate", "--out", str(out), "--count", "6", "--seed", "1000000", "--quiet"]) == 0
     for name in ("scenes.jsonl", "images/1000003.png", "audio/1000005.wav", "masks/1000002.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    # Equal bytes must not depend on both runs falling in the same second: no timestamped PEAK chunk.
+    wav = (tmp_path / "a" / "audio/1000005.wav").read_bytes()
+    assert wav[:4] == b"RIFF" and b"PEAK" not in wav[:256]
+    samples, rate = soundfile.read(tmp_path / "a" / "audio/1000005.wav", dtype="float32")
+    assert rate == 16000 and np.array_equal(samples, render_scene(1_000_005).audio.astype(np.float32))
     records = [json.loads(line) for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in records] == list(range(1_000_000, 1_000_006))
     for record in records:
