@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from synesthesia.services import UPSTREAM_NAMES
 from tests.servers import ServiceProcess
 
 
@@ -54,7 +55,7 @@ def shared_service(tmp_path_factory):
 
 # A gateway in front of real upstream services, shared by the gateway and CLI tests.
 ROOT = Path(__file__).resolve().parents[1]
-UPSTREAMS = ("captioning", "generation", "audio", "embedding")
+UPSTREAMS = UPSTREAM_NAMES
 
 
 def require_upstreams() -> None:

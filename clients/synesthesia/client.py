@@ -6,10 +6,13 @@
         imagined = syn.imagine("a large red circle", n=4, seed=7)
         hits = syn.search("a blue square", collection="photos")
 
-Gateway calls go to `target`; embedding and audio calls that the gateway does
-not chain (search, index, features) go to those services directly. Images and
-audio may be paths, bytes, or (images) uint8 numpy arrays. Errors are the usual
-`grpc.RpcError` with the server's status code and field-naming message.
+Every call goes to the gateway at `target`: it chains the model services and
+also forwards their own APIs (search, upsert, collections, features, model
+lists), so a stack that publishes one port is fully usable. Pass
+`embedding=` or `audio=` to send those calls to a service directly instead.
+Images and audio may be paths, bytes, or (images) uint8 numpy arrays. Errors
+are the usual `grpc.RpcError` with the server's status code and field-naming
+message.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synesthesia.pictures import png_bytes
+from synesthesia.services import SERVICES
 from synesthesia.tensors import array_to_pcm
 from synesthesia.v1 import (
     audio_pb2,
@@ -34,22 +38,27 @@ from synesthesia.v1 import (
     gateway_pb2_grpc,
 )
 
-DEFAULT_TARGETS = {
-    "gateway": "127.0.0.1:50050",
-    "captioning": "127.0.0.1:50051",
-    "generation": "127.0.0.1:50052",
-    "audio": "127.0.0.1:50053",
-    "embedding": "127.0.0.1:50054",
-}
+DEFAULT_TARGETS = {name: service.target for name, service in SERVICES.items()}
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
 FEATURE_KINDS = {"magnitude": audio_pb2.FEATURE_KIND_MAGNITUDE, "power": audio_pb2.FEATURE_KIND_POWER,
                  "log-mel": audio_pb2.FEATURE_KIND_LOG_MEL}
 
 
-def default_target(name: str) -> str:
+def default_target(name: str = "gateway") -> str:
     """SYN_TARGET for the gateway, SYN_<NAME>_TARGET for a service, else the standard loopback port."""
-    variable = "SYN_TARGET" if name == "gateway" else f"SYN_{name.upper()}_TARGET"
+    variable = "SYN_TARGET" if name == "gateway" else SERVICES[name].target_variable
     return os.environ.get(variable, DEFAULT_TARGETS[name])
+
+
+def check_health(target: str, service: str = "", timeout_s: float = 3.0) -> str:
+    """SERVING, NOT_SERVING, or UNREACHABLE (code) for one address (grpc.health.v1)."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                              timeout=timeout_s)
+        except grpc.RpcError as err:
+            return f"UNREACHABLE ({err.code().name})"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 def image_message(image: str | Path | bytes | np.ndarray) -> common_pb2.Image:
@@ -72,17 +81,18 @@ def audio_message(audio: str | Path | bytes | np.ndarray, sample_rate_hz: int = 
 class Client:
     def __init__(self, target: str | None = None, *, embedding: str | None = None, audio: str | None = None,
                  timeout_s: float = 120.0, token: str | None = None) -> None:
-        self.targets = {"gateway": target or default_target("gateway"),
-                        "embedding": embedding or default_target("embedding"),
-                        "audio": audio or default_target("audio")}
+        gateway = target or default_target("gateway")
+        # Embedding and audio calls go through the gateway unless a direct address is given.
+        self.targets = {"gateway": gateway, "embedding": embedding or gateway, "audio": audio or gateway}
         self.timeout_s = timeout_s
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._channels: dict[str, grpc.Channel] = {}
 
     def _channel(self, name: str) -> grpc.Channel:
-        if name not in self._channels:
-            self._channels[name] = grpc.insecure_channel(self.targets[name], options=CHANNEL_OPTIONS)
-        return self._channels[name]
+        target = self.targets[name]  # one channel per address: through the gateway they share it
+        if target not in self._channels:
+            self._channels[target] = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return self._channels[target]
 
     @property
     def gateway(self) -> gateway_pb2_grpc.GatewayStub:
@@ -112,7 +122,7 @@ class Client:
         return self.gateway.RunPipeline(gateway_pb2.RunPipelineRequest(spec=spec, inputs=dict(inputs or {})),
                                         **self._kw())
 
-    # -- direct to a service ---------------------------------------------------------------------------
+    # -- the embedding and audio services (forwarded by the gateway) -----------------------------------
     def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5):
         request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k)
         if image is not None:
@@ -131,19 +141,31 @@ class Client:
         return audio_pb2_grpc.AudioStub(self._channel("audio")).ExtractFeatures(
             audio_pb2.ExtractFeaturesRequest(audio=audio_message(audio), options=options), **self._kw())
 
+    def collection(self, collection: str = "default"):
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).GetCollection(
+            embedding_pb2.GetCollectionRequest(collection=collection), **self._kw())
+
+    def delete(self, ids: list[str], *, collection: str = "default"):
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Delete(
+            embedding_pb2.DeleteRequest(collection=collection, ids=ids), **self._kw())
+
     # -- operations ------------------------------------------------------------------------------------
-    @staticmethod
-    def health(targets: Mapping[str, str], timeout_s: float = 3.0) -> dict[str, str]:
-        """{name: SERVING | NOT_SERVING | UNREACHABLE (code)} for each named target."""
-        out = {}
-        for name, target in targets.items():
-            with grpc.insecure_channel(target) as channel:
-                try:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                                      timeout=timeout_s)
-                    out[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-                except grpc.RpcError as err:
-                    out[name] = f"UNREACHABLE ({err.code().name})"
+    def health(self, timeout_s: float = 3.0) -> dict[str, dict[str, str]]:
+        """{name: {"target", "status"}} for the gateway and, as the gateway sees them, every upstream.
+
+        status is SERVING, NOT_SERVING or UNREACHABLE (why). Only the gateway's port is dialled.
+        """
+        gateway = self.targets["gateway"]
+        out = {"gateway": {"target": gateway, "status": check_health(gateway, timeout_s=timeout_s)}}
+        try:
+            reply = self.gateway.CheckUpstreams(gateway_pb2.CheckUpstreamsRequest(), timeout=timeout_s,
+                                                metadata=self.metadata)
+        except grpc.RpcError as err:
+            return out | {"upstreams": {"target": gateway, "status": f"UNREACHABLE ({err.code().name})"}}
+        for upstream in reply.upstreams:
+            state = gateway_pb2.UpstreamState.Name(upstream.state).removeprefix("UPSTREAM_STATE_")
+            out[upstream.name] = {"target": upstream.target,
+                                  "status": f"{state} ({upstream.detail})" if upstream.detail else state}
         return out
 
     def close(self) -> None:

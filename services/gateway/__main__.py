@@ -1,7 +1,9 @@
-"""python -m services.gateway --port N: the Gateway service (chains captioning, generation, audio, embedding)."""
+"""python -m services.gateway --port N: the Gateway service (chains captioning, generation, audio, embedding).
+
+It also forwards the upstreams' own services, so a stack that publishes only this port is fully usable.
+"""
 
 from services.gateway.servicer import GatewayServicer
 from services.runtime import run_service
-from synesthesia.v1 import gateway_pb2_grpc
 
-run_service("gateway", GatewayServicer, gateway_pb2_grpc.add_GatewayServicer_to_server, "synesthesia.v1.Gateway")
+run_service("gateway", GatewayServicer, GatewayServicer.add_to_server, "synesthesia.v1.Gateway")

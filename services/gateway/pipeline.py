@@ -30,9 +30,10 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from services.gateway.upstreams import STUBS, Upstream, call
+from services.gateway.upstreams import Upstream, call
 from services.runtime import ServiceError, invalid_argument
-from synesthesia.v1 import audio_pb2, captioning_pb2, embedding_pb2, gateway_pb2, generation_pb2
+from synesthesia.services import UPSTREAMS
+from synesthesia.v1 import gateway_pb2
 
 MAX_SPEC_BYTES = 64 * 1024
 MAX_STEPS = 32
@@ -42,12 +43,10 @@ PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 # Unary RPCs a step may call: "<service>.<Method>" -> request class.
 CALLS: dict[str, type[Message]] = {}
-for _service, _module in (("captioning", captioning_pb2), ("generation", generation_pb2),
-                          ("audio", audio_pb2), ("embedding", embedding_pb2)):
-    _descriptor = _module.DESCRIPTOR.services_by_name[STUBS[_service].__name__.removesuffix("Stub")]
-    for _method in _descriptor.methods:
+for _service in UPSTREAMS:
+    for _method in _service.descriptor().methods:
         if not _method.client_streaming and not _method.server_streaming:
-            CALLS[f"{_service}.{_method.name}"] = getattr(_module, _method.input_type.name)
+            CALLS[f"{_service.name}.{_method.name}"] = getattr(_service.pb2(), _method.input_type.name)
 
 
 @dataclass

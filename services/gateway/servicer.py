@@ -1,9 +1,12 @@
-"""The Gateway servicer: Describe, Imagine, Listen, Translate and RunPipeline.
+"""The Gateway servicer: Describe, Imagine, Listen, Translate, RunPipeline and CheckUpstreams.
 
 Each RPC is a short chain of upstream calls (see upstreams.py for deadlines,
 retries and error naming); independent calls inside a chain run concurrently.
-Readiness follows the upstreams: the gateway reports NOT_SERVING while any of
-them is not SERVING.
+The upstreams' own services are forwarded as they are (forwarding.py), so one
+published port reaches everything. Readiness follows the upstreams: the
+gateway reports NOT_SERVING while any of them is not SERVING, and its health
+service answers for each forwarded service (`synesthesia.v1.Embedding`, ...)
+with that upstream's state.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 import numpy as np
 
+from grpc_health.v1 import health_pb2
+
 from services.gateway import pipeline
+from services.gateway.forwarding import forwarding_handlers
 from services.gateway.upstreams import Upstream, call, connect
 from services.runtime import Settings, decode_image, encode_png, invalid_argument
 from synesthesia.tensors import from_tensor
@@ -64,6 +71,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self.health_interval_s = float(settings.env("GATEWAY_HEALTH_INTERVAL_S", "2"))
         self.upstream_status: dict[str, bool] = {name: False for name in self.upstreams}
 
+    @property
+    def forwarded_services(self) -> tuple[str, ...]:
+        """The upstreams' gRPC services this gateway also serves (reflection lists them)."""
+        return tuple(u.service.grpc_service for u in self.upstreams.values())
+
+    def add_to_server(self, server) -> None:
+        gateway_pb2_grpc.add_GatewayServicer_to_server(self, server)
+        server.add_generic_rpc_handlers(forwarding_handlers(self.upstreams))
+
     async def watch_readiness(self, set_ready) -> None:
         while True:
             results = await asyncio.gather(*(u.serving() for u in self.upstreams.values()))
@@ -72,6 +88,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if changed:
                 down = [n for n, ok in self.upstream_status.items() if not ok]
                 log.info("upstreams down: %s", ", ".join(down) or "none")
+            for upstream, ok in zip(self.upstreams.values(), results):
+                await set_ready(ok, upstream.service.grpc_service)
             await set_ready(all(results))
             await asyncio.sleep(self.health_interval_s)
 
@@ -160,6 +178,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         plan = pipeline.parse(request.spec, set(request.inputs))
         async for event in pipeline.run(plan, dict(request.inputs), self.upstreams, context):
             yield event
+
+    async def CheckUpstreams(self, request, context):
+        async def check(upstream: Upstream) -> gateway_pb2.UpstreamHealth:
+            started = time.perf_counter()
+            status, why = await upstream.check(timeout_s=min(2.0, context.time_remaining() or 2.0))
+            state = (gateway_pb2.UPSTREAM_STATE_UNREACHABLE if status is None
+                     else gateway_pb2.UPSTREAM_STATE_SERVING if status == health_pb2.HealthCheckResponse.SERVING
+                     else gateway_pb2.UPSTREAM_STATE_NOT_SERVING)
+            return gateway_pb2.UpstreamHealth(
+                name=upstream.name, service=upstream.service.grpc_service, target=upstream.target, state=state,
+                detail=why, latency_ms=(time.perf_counter() - started) * 1000)
+
+        return gateway_pb2.CheckUpstreamsResponse(
+            upstreams=await asyncio.gather(*(check(u) for u in self.upstreams.values())))
 
     async def close(self) -> None:
         await asyncio.gather(*(u.channel.close() for u in self.upstreams.values()))

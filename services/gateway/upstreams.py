@@ -16,31 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.runtime import ServiceError, Settings
-from synesthesia.v1 import (
-    audio_pb2_grpc,
-    captioning_pb2_grpc,
-    embedding_pb2_grpc,
-    generation_pb2_grpc,
-)
-
-DEFAULT_TARGETS = {
-    "captioning": "127.0.0.1:50051",
-    "generation": "127.0.0.1:50052",
-    "audio": "127.0.0.1:50053",
-    "embedding": "127.0.0.1:50054",
-}
-STUBS = {
-    "captioning": captioning_pb2_grpc.CaptioningStub,
-    "generation": generation_pb2_grpc.GenerationStub,
-    "audio": audio_pb2_grpc.AudioStub,
-    "embedding": embedding_pb2_grpc.EmbeddingStub,
-}
-FULL_NAMES = {
-    "captioning": "synesthesia.v1.Captioning",
-    "generation": "synesthesia.v1.Generation",
-    "audio": "synesthesia.v1.Audio",
-    "embedding": "synesthesia.v1.Embedding",
-}
+from synesthesia.services import UPSTREAMS, Service
 
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -72,23 +48,29 @@ class Upstream:
     target: str
     channel: grpc.aio.Channel
     stub: object
+    service: Service
 
-    async def serving(self, timeout_s: float = 2.0) -> bool:
+    async def check(self, timeout_s: float = 2.0) -> tuple[int | None, str]:
+        """(health status, "") when the upstream answers, (None, why) when it does not."""
         try:
             reply = await health_pb2_grpc.HealthStub(self.channel).Check(
-                health_pb2.HealthCheckRequest(service=FULL_NAMES[self.name]), timeout=timeout_s
+                health_pb2.HealthCheckRequest(service=self.service.grpc_service), timeout=timeout_s
             )
-        except grpc.RpcError:
-            return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError as err:
+            return None, f"{err.code().name}: {err.details()}"
+        return reply.status, ""
+
+    async def serving(self, timeout_s: float = 2.0) -> bool:
+        status, _ = await self.check(timeout_s)
+        return status == health_pb2.HealthCheckResponse.SERVING
 
 
 def connect(settings: Settings) -> dict[str, Upstream]:
     upstreams = {}
-    for name, default in DEFAULT_TARGETS.items():
-        target = settings.env(f"{name.upper()}_TARGET", default)
+    for service in UPSTREAMS:
+        target = settings.env(f"{service.name.upper()}_TARGET", service.target)
         channel = grpc.aio.insecure_channel(target, options=channel_options(settings.max_message_bytes))
-        upstreams[name] = Upstream(name, target, channel, STUBS[name](channel))
+        upstreams[service.name] = Upstream(service.name, target, channel, service.stub(channel), service)
     return upstreams
 
 

@@ -54,8 +54,10 @@ class ServiceHost:
         )
         add_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # A servicer that also serves other services (the gateway forwarding its upstreams') lists them.
+        extra = tuple(getattr(servicer, "forwarded_services", ()))
         reflection.enable_server_reflection(
-            (service_full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            (service_full_name, *extra, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         address = f"{settings.host}:{settings.port}"
         if settings.tls_cert_file and settings.tls_key_file:
@@ -91,8 +93,12 @@ class ServiceHost:
             await self.set_health(SERVING)
             log.info("%s serving", self.service_full_name)
 
-    async def set_ready(self, ready: bool) -> None:
-        await self.set_health(SERVING if ready else NOT_SERVING)
+    async def set_ready(self, ready: bool, service: str | None = None) -> None:
+        """The whole server's readiness, or (with `service`) one named service's, e.g. a forwarded one."""
+        if service is None:
+            await self.set_health(SERVING if ready else NOT_SERVING)
+        else:
+            await self.health.set(service, SERVING if ready else NOT_SERVING)
 
     async def drain(self) -> None:
         """Refuse new work, let in-flight calls finish within drain_seconds, then close."""

@@ -24,11 +24,12 @@ import soundfile
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.pictures import png_bytes
+from synesthesia.services import UPSTREAM_NAMES
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.benchmarks.harness import Scenario, drive, summarise
 from tests.servers import ServiceProcess
 
-UPSTREAMS = ("captioning", "generation", "audio", "embedding")
+UPSTREAMS = UPSTREAM_NAMES
 SCENES = [render_scene(seed, objects=2) for seed in EVAL_SEEDS[:32]]
 PNGS = [png_bytes(s.image) for s in SCENES]
 

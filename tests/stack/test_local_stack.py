@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from synesthesia.services import UPSTREAM_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -25,7 +27,7 @@ def shipped(checkpoint: str) -> bool:
 
 
 def test_up_demo_down(tmp_path):
-    missing = [n for n in ("captioning", "generation", "audio", "embedding")
+    missing = [n for n in UPSTREAM_NAMES
                if not (ROOT / "services" / n / "servicer.py").exists()]
     if missing:
         pytest.skip(f"services not in this checkout yet: {missing}")

@@ -1,8 +1,9 @@
 """`syn`: call a Synesthesia stack from the shell.
 
-Gateway commands (caption, imagine, translate, listen, run) go to --target
-(SYN_TARGET, default 127.0.0.1:50050); search, index and features go to the
-embedding and audio services (SYN_EMBEDDING_TARGET, SYN_AUDIO_TARGET).
+Every command talks to the gateway at --target (SYN_TARGET, default
+127.0.0.1:50050), which forwards search, index and features to the embedding
+and audio services; --embedding / --audio on those commands dial a service
+directly instead.
 Pictures land in --out (default ./out); --json prints machine-readable results.
 """
 
@@ -39,8 +40,9 @@ class State:
     as_json: bool = False
     token: str | None = None
 
-    def client(self) -> Client:
-        return Client(self.target, timeout_s=self.timeout_s, token=self.token)
+    def client(self, **direct: str | None) -> Client:
+        """A client for the gateway; `embedding=` / `audio=` send those calls to a service directly."""
+        return Client(self.target, timeout_s=self.timeout_s, token=self.token, **direct)
 
 
 state = State()
@@ -172,12 +174,12 @@ def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 def search(query: str = typer.Argument(None, help="text query"),
            image: Path = typer.Option(None, exists=True, dir_okay=False, help="image query instead of text"),
            collection: str = typer.Option("default"), top_k: int = typer.Option(5, "--top-k", "-k"),
-           embedding: str = typer.Option(None, help="embedding service (env SYN_EMBEDDING_TARGET)")) -> None:
+           embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway")) -> None:
     """Search a collection by text or image."""
     if (query is None) == (image is None):
         errors.print("give a text query or --image, not both")
         raise typer.Exit(2)
-    with Client(state.target, embedding=embedding, timeout_s=state.timeout_s, token=state.token) as client:
+    with state.client(embedding=embedding) as client:
         reply = client.search(query, image=image, collection=collection, top_k=top_k)
     if state.as_json:
         return emit_json(reply)
@@ -191,14 +193,14 @@ def search(query: str = typer.Argument(None, help="text query"),
 @rpc
 def index(folder: Path = typer.Argument(..., exists=True, file_okay=False),
           collection: str = typer.Option("default"), batch: int = typer.Option(32, help="images per Upsert"),
-          embedding: str = typer.Option(None, help="embedding service (env SYN_EMBEDDING_TARGET)")) -> None:
+          embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway")) -> None:
     """Add every image under a folder to a collection (id = relative path)."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         errors.print(f"no images under {folder}")
         raise typer.Exit(2)
     size = 0
-    with Client(state.target, embedding=embedding, timeout_s=state.timeout_s, token=state.token) as client, \
+    with state.client(embedding=embedding) as client, \
             Progress(console=errors, disable=state.as_json) as progress:
         task = progress.add_task(f"indexing into {collection}", total=len(files))
         for start in range(0, len(files), batch):
@@ -218,12 +220,12 @@ def features(audio_file: Path = typer.Argument(..., exists=True, dir_okay=False)
              kind: str = typer.Option("log-mel", help="magnitude, power or log-mel"),
              n_fft: int = typer.Option(0), hop: int = typer.Option(0), n_mels: int = typer.Option(0),
              save: Path = typer.Option(None, help="write the features as .npy"),
-             audio: str = typer.Option(None, help="audio service (env SYN_AUDIO_TARGET)")) -> None:
+             audio: str = typer.Option(None, help="dial the audio service here instead of the gateway")) -> None:
     """STFT features of an audio file (Hamming window by default)."""
     if kind not in FEATURE_KINDS:
         errors.print(f"--kind must be one of {', '.join(FEATURE_KINDS)}")
         raise typer.Exit(2)
-    with Client(state.target, audio=audio, timeout_s=state.timeout_s, token=state.token) as client:
+    with state.client(audio=audio) as client:
         reply = client.features(audio_file, kind=kind, n_fft=n_fft, hop=hop, n_mels=n_mels)
     values = from_tensor(reply.features)
     if save:
@@ -271,18 +273,18 @@ def run(spec: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 @app.command()
 def health() -> None:
-    """Health of the gateway and every service (exit 5 if any is not SERVING)."""
-    targets = {"gateway": state.target} | {n: default_target(n) for n in DEFAULT_TARGETS if n != "gateway"}
-    status = Client.health(targets)
+    """Health of the gateway and, as it sees them, every service (exit 5 if any is not SERVING)."""
+    with state.client() as client:
+        status = client.health(timeout_s=min(state.timeout_s, 5.0))
     if state.as_json:
-        emit_json({n: {"target": targets[n], "status": s} for n, s in status.items()})
+        emit_json(status)
     else:
         table = Table("service", "target", "status")
-        for name, value in status.items():
-            colour = "green" if value == "SERVING" else "red"
-            table.add_row(name, targets[name], f"[{colour}]{value}[/{colour}]")
+        for name, entry in status.items():
+            colour = "green" if entry["status"] == "SERVING" else "red"
+            table.add_row(name, entry["target"], f"[{colour}]{entry['status']}[/{colour}]")
         console.print(table)
-    if any(v != "SERVING" for v in status.values()):
+    if any(entry["status"] != "SERVING" for entry in status.values()):
         raise typer.Exit(5)
 
 

@@ -17,11 +17,22 @@ class StepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATE_FINISHED: _ClassVar[StepState]
     STEP_STATE_FAILED: _ClassVar[StepState]
     STEP_STATE_SKIPPED: _ClassVar[StepState]
+
+class UpstreamState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPSTREAM_STATE_UNSPECIFIED: _ClassVar[UpstreamState]
+    UPSTREAM_STATE_SERVING: _ClassVar[UpstreamState]
+    UPSTREAM_STATE_NOT_SERVING: _ClassVar[UpstreamState]
+    UPSTREAM_STATE_UNREACHABLE: _ClassVar[UpstreamState]
 STEP_STATE_UNSPECIFIED: StepState
 STEP_STATE_STARTED: StepState
 STEP_STATE_FINISHED: StepState
 STEP_STATE_FAILED: StepState
 STEP_STATE_SKIPPED: StepState
+UPSTREAM_STATE_UNSPECIFIED: UpstreamState
+UPSTREAM_STATE_SERVING: UpstreamState
+UPSTREAM_STATE_NOT_SERVING: UpstreamState
+UPSTREAM_STATE_UNREACHABLE: UpstreamState
 
 class DescribeRequest(_message.Message):
     __slots__ = ("image", "collection", "top_k", "beam_size")
@@ -141,3 +152,29 @@ class RunPipelineResponse(_message.Message):
     error_code: str
     error_message: str
     def __init__(self, step: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., elapsed_ms: _Optional[float] = ..., output_json: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class CheckUpstreamsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpstreamHealth(_message.Message):
+    __slots__ = ("name", "service", "target", "state", "detail", "latency_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    service: str
+    target: str
+    state: UpstreamState
+    detail: str
+    latency_ms: float
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[_Union[UpstreamState, str]] = ..., detail: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class CheckUpstreamsResponse(_message.Message):
+    __slots__ = ("upstreams",)
+    UPSTREAMS_FIELD_NUMBER: _ClassVar[int]
+    upstreams: _containers.RepeatedCompositeFieldContainer[UpstreamHealth]
+    def __init__(self, upstreams: _Optional[_Iterable[_Union[UpstreamHealth, _Mapping]]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class GatewayStub:
                 request_serializer=synesthesia_dot_v1_dot_gateway__pb2.RunPipelineRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_gateway__pb2.RunPipelineResponse.FromString,
                 _registered_method=True)
+        self.CheckUpstreams = channel.unary_unary(
+                '/synesthesia.v1.Gateway/CheckUpstreams',
+                request_serializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -101,6 +106,13 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckUpstreams(self, request, context):
+        """Checks every upstream now, as the gateway reaches it: its target, state and the check's round trip.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.RunPipeline,
                     request_deserializer=synesthesia_dot_v1_dot_gateway__pb2.RunPipelineRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_gateway__pb2.RunPipelineResponse.SerializeToString,
+            ),
+            'CheckUpstreams': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckUpstreams,
+                    request_deserializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class Gateway:
             '/synesthesia.v1.Gateway/RunPipeline',
             synesthesia_dot_v1_dot_gateway__pb2.RunPipelineRequest.SerializeToString,
             synesthesia_dot_v1_dot_gateway__pb2.RunPipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckUpstreams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Gateway/CheckUpstreams',
+            synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.SerializeToString,
+            synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.FromString,
             options,
             channel_credentials,
             insecure,
