@@ -138,8 +138,10 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
                         if callback is not None:
                             callback(words)
 
+                    # Settled-word bookkeeping costs every step; a group of unary calls skips it.
+                    streaming = any(jobs[i].on_settled is not None for i in indices)
                     found = beam_search(backend.builtin.model, pixels, beams, limits, self.length_penalty,
-                                        on_settled=settled)
+                                        on_settled=settled if streaming else None)
                 else:
                     found = backend.transformers.caption(pixels, beams, limits)
                 for i, caption in zip(indices, found):

@@ -1,9 +1,13 @@
-"""Dynamic batching in the style of Triton's scheduler.
+"""Dynamic batching in the style of Triton's scheduler, formed off the event loop.
 
-Concurrent calls each submit one item; a collector gathers up to
-`max_batch_size` items, waiting at most `max_batch_wait_ms` after the first,
-and runs the model function once for the whole batch in a dedicated worker
-thread, so the event loop keeps accepting calls while the model runs.
+Concurrent calls each submit one item into a thread-safe queue; the model's
+own worker thread takes its next batch from that queue itself (up to
+`max_batch_size` items, waiting at most `max_batch_wait_ms` after the first),
+runs the model function once for the whole batch and hands every result back
+to the event loop in a single callback. The event loop only enqueues and
+receives: it never forms batches, so a busy loop (waiting for a core on a
+small machine) cannot leave the model idle between batches, and the loop is
+woken once per batch rather than once per queue operation.
 
 The wait only pays off under load. When the last batch held a single item
 and nothing else is queued, the caller is alone and is dispatched at once;
@@ -13,10 +17,14 @@ the next calls to arrive while it runs queue up and bring waiting back.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
+import contextlib
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from . import metrics
@@ -26,12 +34,38 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class _Pending:
+    """One queued caller: its item, the asyncio future it awaits and that future's loop."""
+
+    item: object
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    # time.monotonic() when it was queued (queue-wait accounting, deadline checks).
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _Direct:
+    """A caller-built batch for run_now: runs as one forward pass, ahead of queued items."""
+
+    items: list
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class _Stop(Exception):
+    """Raised inside the worker to leave its loop on close()."""
+
+
 class DynamicBatcher(Generic[T, R]):
     """`await submit(item)` returns `fn([... item ...])[i]` for that item.
 
     `fn` takes a list of items and returns a list of results of the same
     length and order. An exception raised by `fn` is delivered to every caller
-    in that batch; the batcher keeps running.
+    in that batch; the batcher keeps running. `fn` runs in one dedicated worker
+    thread (model calls are serialised, which is what a single device wants)
+    under `torch.inference_mode()`.
     """
 
     def __init__(
@@ -48,87 +82,153 @@ class DynamicBatcher(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self.name = name
-        # One worker: model calls are serialised, which is what a single device wants.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future]] | None = None
-        self._task: asyncio.Task | None = None
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._direct: collections.deque[_Direct] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._closed = False
         self.forward_calls = 0
         self.items_processed = 0
         self._last_batch_size = 0
 
-    def _ensure_started(self) -> asyncio.Queue:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
-        return self._queue
+    # --- event-loop side --------------------------------------------------------------------
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._ensure_started().put((item, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        pending = _Pending(item, loop.create_future(), loop)
+        self._enqueue(self._queue, pending)
+        return await pending.future
 
     async def run_now(self, items: list[T]) -> Sequence[R]:
         """Run `fn` on a caller-built batch in the model thread (warm-up, benchmarks)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, items)
+        direct = _Direct(list(items), loop.create_future(), loop)
+        self._enqueue(self._direct, direct)
+        return await direct.future
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            alone = self._last_batch_size <= 1 and self._queue.empty()
-            deadline = loop.time() + (0.0 if alone else self.max_wait_s)
-            while len(batch) < self.max_batch_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    # Take what is already queued without waiting.
-                    while len(batch) < self.max_batch_size and not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except asyncio.TimeoutError:
-                    break
-            # Callers that gave up (deadline, cancellation) need no forward pass.
-            live = [(item, fut) for item, fut in batch if not fut.done()]
-            if not live:
-                continue
-            items = [item for item, _ in live]
-            self._last_batch_size = len(items)
-            started = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self._executor, self._call, items)
-                if len(results) != len(items):
-                    raise RuntimeError(f"{self.name}: batch of {len(items)} gave {len(results)} results")
-            except BaseException as exc:  # delivered to each caller; the loop goes on
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            finally:
-                metrics.BATCH_SIZE.labels(self.name).observe(len(items))
-                metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-            for (_, fut), result in zip(live, results):
-                if not fut.done():
-                    fut.set_result(result)
+    def queue_depth(self) -> int:
+        """Callers queued and not yet taken into a batch."""
+        return len(self._queue)
 
-    def _call(self, items: list[T]) -> Sequence[R]:
-        import torch  # here, so services without models (the gateway) never load torch
-
-        self.forward_calls += 1
-        self.items_processed += len(items)
-        with torch.inference_mode():
-            return self._fn(items)
+    def _enqueue(self, queue: collections.deque, entry) -> None:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError(f"batcher {self.name} is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=f"batch-{self.name}", daemon=True)
+                self._thread.start()
+            queue.append(entry)
+            # Wake the worker only when it has something to do now: it is idle (this is the first
+            # item), the batch it is collecting is full, or a run_now batch arrived. Items that
+            # arrive within the window simply queue: no thread switch per call.
+            if len(self._queue) in (1, self.max_batch_size) or queue is self._direct:
+                self._ready.notify()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the worker after its current batch; queued callers are cancelled."""
+        with self._ready:
+            self._closed = True
+            left = list(self._queue) + list(self._direct)
+            self._queue.clear()
+            self._direct.clear()
+            self._ready.notify_all()
+        for entry in left:
+            _deliver(entry.loop, [(entry.future, None, asyncio.CancelledError())])
+        if self._thread is not None and self._thread is not threading.current_thread():
+            await asyncio.to_thread(self._thread.join)
+
+    # --- worker thread ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._executor.shutdown(wait=True, cancel_futures=True)
+                entry = self._next()
+            except _Stop:
+                return
+            if isinstance(entry, _Direct):
+                self._run_direct(entry)
+            else:
+                self._run_batch(entry)
+
+    def _next(self) -> _Pending | _Direct | list[_Pending]:
+        """Block for the next piece of work: a run_now batch, or a batch of queued callers."""
+        with self._ready:
+            while not self._queue and not self._direct:
+                if self._closed:
+                    raise _Stop
+                self._ready.wait()
+            if self._closed:
+                raise _Stop
+            if self._direct:
+                return self._direct.popleft()
+            alone = self._last_batch_size <= 1 and len(self._queue) == 1
+            deadline = time.monotonic() + (0.0 if alone else self.max_wait_s)
+            while len(self._queue) < self.max_batch_size and not self._closed and not self._direct:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                self._ready.wait(timeout)
+            count = min(len(self._queue), self.max_batch_size)
+            batch = [self._queue.popleft() for _ in range(count)]
+            return batch
+
+    def _run_direct(self, direct: _Direct) -> None:
+        try:
+            outcome = (direct.future, self._call(direct.items), None)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+            outcome = (direct.future, None, exc)
+        _deliver(direct.loop, [outcome])
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        # Callers that gave up (deadline, cancellation) need no forward pass. Reading done() from
+        # this thread is a plain attribute read; a caller cancelling right after is handled in _deliver.
+        live = [p for p in batch if not p.future.done()]
+        if not live:
+            return
+        items = [p.item for p in live]
+        self._last_batch_size = len(items)
+        started = time.perf_counter()
+        try:
+            results = self._call(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{self.name}: batch of {len(items)} gave {len(results)} results")
+            outcomes = [(p.future, result, None) for p, result in zip(live, results)]
+        except BaseException as exc:  # noqa: BLE001 - delivered to each caller; the worker goes on
+            outcomes = [(p.future, None, exc) for p in live]
+        finally:
+            metrics.BATCH_SIZE.labels(self.name).observe(len(items))
+            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for p, outcome in zip(live, outcomes):
+            by_loop.setdefault(p.loop, []).append(outcome)
+        for loop, loop_outcomes in by_loop.items():
+            _deliver(loop, loop_outcomes)
+
+    def _call(self, items: list[T]) -> Sequence[R]:
+        self.forward_calls += 1
+        self.items_processed += len(items)
+        # Inference mode when the service uses torch; one without models (a test double) never pays
+        # for importing it (seconds on a loaded machine).
+        torch = sys.modules.get("torch")
+        with torch.inference_mode() if torch is not None else contextlib.nullcontext():
+            return self._fn(items)
+
+
+def _settle(outcomes: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
+    for future, result, exc in outcomes:
+        if future.done():  # cancelled while its batch ran
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        elif exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, outcomes: list) -> None:
+    """Hand a batch's outcomes to their event loop in one wake-up."""
+    try:
+        loop.call_soon_threadsafe(_settle, outcomes)
+    except RuntimeError:  # that loop has closed: nobody is waiting any more
+        log.debug("batcher result for a closed event loop dropped")

@@ -37,35 +37,124 @@ def test_concurrent_submits_share_forward_passes_and_keep_order():
 
 def test_a_lone_caller_is_not_held_for_the_window_and_load_brings_the_wait_back():
     sizes = []
+    busy = threading.Event()
 
     def record(items):
         sizes.append(len(items))
-        time.sleep(0.02)
+        if "slow" in items:
+            busy.set()
+            time.sleep(0.2)
         return items
 
     async def main():
         # A one-minute window: any call that waited for it would hit the 10 s timeouts below.
         batcher = DynamicBatcher(record, max_batch_size=8, max_wait_ms=60_000, name="t6")
         alone = [await asyncio.wait_for(batcher.submit(f"alone{i}"), 10) for i in range(3)]
+        # Sixteen calls arriving while a lone call runs: two full batches, taken without waiting.
+        slow = asyncio.ensure_future(batcher.submit("slow"))
+        assert await asyncio.to_thread(busy.wait, 10)
         burst = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(16))), 10)
+        await slow
         await batcher.close()
         return alone, burst
 
     alone, burst = run(main())
     assert alone == ["alone0", "alone1", "alone2"] and burst == list(range(16))
-    assert sizes == [1, 1, 1, 8, 8]
+    assert sizes == [1, 1, 1, 1, 8, 8]
+
+
+def test_the_worker_forms_batches_while_the_event_loop_is_blocked():
+    def slow_double(items):
+        time.sleep(0.01)
+        return [2 * x for x in items]
+
+    async def main():
+        batcher = DynamicBatcher(slow_double, max_batch_size=4, max_wait_ms=0, name="t7")
+        tasks = [asyncio.ensure_future(batcher.submit(i)) for i in range(12)]
+        await asyncio.sleep(0)  # every task has queued its item
+        # Block the loop (no await) until the worker has run every batch: it takes each next
+        # batch itself, so nothing on the loop is needed between forward passes.
+        give_up = time.monotonic() + 30
+        while batcher.items_processed < 12 and time.monotonic() < give_up:
+            time.sleep(0.005)
+        processed_while_blocked = batcher.items_processed
+        results = await asyncio.gather(*tasks)
+        await batcher.close()
+        return processed_while_blocked, results, batcher.forward_calls
+
+    processed, results, calls = run(main())
+    assert processed == 12
+    assert results == [2 * i for i in range(12)]
+    assert calls >= 3
+
+
+def test_run_now_runs_a_caller_built_batch_in_the_worker_thread():
+    threads = []
+
+    def names(items):
+        threads.append(threading.current_thread().name)
+        return [f"{x}!" for x in items]
+
+    async def main():
+        batcher = DynamicBatcher(names, max_batch_size=2, name="t8")
+        direct = await batcher.run_now(["a", "b", "c"])
+        queued = await batcher.submit("d")
+        await batcher.close()
+        return direct, queued
+
+    assert run(main()) == (["a!", "b!", "c!"], "d!")
+    assert threads == ["batch-t8", "batch-t8"]
+
+
+def test_close_cancels_queued_callers_and_refuses_new_ones():
+    release, started = threading.Event(), threading.Event()
+
+    def held(items):
+        started.set()
+        release.wait(10)
+        return items
+
+    async def main():
+        batcher = DynamicBatcher(held, max_batch_size=1, max_wait_ms=0, name="t9")
+        running = asyncio.ensure_future(batcher.submit("running"))
+        assert await asyncio.to_thread(started.wait, 10)
+        queued = asyncio.ensure_future(batcher.submit("queued"))
+        await asyncio.sleep(0)
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.05)
+        release.set()
+        await closing
+        with pytest.raises(RuntimeError):
+            await batcher.submit("late")
+        return await running, await asyncio.gather(queued, return_exceptions=True)
+
+    first, (queued,) = run(main())
+    assert first == "running"
+    assert isinstance(queued, asyncio.CancelledError)
 
 
 def test_an_error_reaches_every_caller_of_its_batch_and_the_batcher_goes_on():
+    started, release = threading.Event(), threading.Event()
+
     def picky(items):
+        if "hold" in items:  # keeps the worker busy so the next two calls queue together
+            started.set()
+            release.wait(10)
+            return items
         if any(x < 0 for x in items):
             raise invalid_argument("x", "negative")
         return items
 
     async def main():
         batcher = DynamicBatcher(picky, max_batch_size=4, max_wait_ms=30, name="t2")
-        first = await asyncio.gather(batcher.submit(1), batcher.submit(-1), return_exceptions=True)
+        hold = asyncio.ensure_future(batcher.submit("hold"))
+        assert await asyncio.to_thread(started.wait, 10)
+        pair = asyncio.gather(batcher.submit(1), batcher.submit(-1), return_exceptions=True)
+        await asyncio.sleep(0.01)
+        release.set()
+        first = await pair
         second = await batcher.submit(5)
+        await hold
         await batcher.close()
         return first, second
 
