@@ -26,5 +26,5 @@ COPY models models
 COPY scripts scripts
 
 ENV SYN_HOST=0.0.0.0
-EXPOSE 50050 50051 50052 50053 50054
+EXPOSE 50050 50080 50051 50052 50053 50054
 CMD ["python", "-m", "services.gateway", "--port", "50050"]

@@ -66,7 +66,7 @@ def local_services(compose_path: Path = COMPOSE_FILE, port_offset: int = 0,
             value = str(value)
             if key == "SYN_HOST":
                 value = "127.0.0.1"
-            elif key == "SYN_METRICS_PORT" and value != "0":
+            elif key in ("SYN_METRICS_PORT", "SYN_HTTP_PORT") and value != "0":
                 value = _shift_port(value, port_offset)
             value = host_ref.sub(lambda m: f"127.0.0.1:{int(m.group(2)) + port_offset}", value)
             for target, local in volumes.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from synesthesia.services import UPSTREAM_NAMES
-from tests.servers import ServiceProcess
+from tests.servers import ServiceProcess, free_port
 
 
 def _module(name: str, module: str | None) -> str:
@@ -79,4 +79,9 @@ def gateway_env(targets: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway(shared_service, upstream_targets):
-    return shared_service("gateway", gateway_env(upstream_targets))
+    """The gateway, with its HTTP/JSON port on (`http_url(gateway)`)."""
+    return shared_service("gateway", gateway_env(upstream_targets) | {"SYN_HTTP_PORT": str(free_port())})
+
+
+def http_url(gateway: ServiceProcess) -> str:
+    return f"http://127.0.0.1:{gateway.env['SYN_HTTP_PORT']}"

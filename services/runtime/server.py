@@ -14,7 +14,7 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -41,7 +41,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 class ServiceHost:
     """A running server plus its health servicer, for `serve` and for tests."""
 
-    def __init__(self, settings: Settings, servicer, add_to_server: Callable, service_full_name: str) -> None:
+    def __init__(self, settings: Settings, servicer, add_to_server: Callable, service_full_name: str,
+                 frontends: Sequence[Callable[["ServiceHost"], object]] = ()) -> None:
         self.settings = settings
         self.servicer = servicer
         self.service_full_name = service_full_name
@@ -69,6 +70,10 @@ class ServiceHost:
             self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise SystemExit(f"could not bind {address}")
+        # Other ways in on the same process and event loop (the gateway's HTTP/JSON): each is built
+        # here, before the server starts, so it can add a port of its own, and has `start()`/`stop(grace)`;
+        # a factory returns None when its setting leaves it off.
+        self.frontends = [f for f in (make(self) for make in frontends) if f is not None]
 
     async def set_health(self, status) -> None:
         for name in ("", self.service_full_name):
@@ -78,6 +83,8 @@ class ServiceHost:
         await self.set_health(NOT_SERVING)
         await self.server.start()
         log.info("%s listening on %s:%d (warming up)", self.service_full_name, self.settings.host, self.port)
+        for frontend in self.frontends:
+            await frontend.start()
         warm_up = getattr(self.servicer, "warm_up", None)
         if warm_up is not None:
             if inspect.iscoroutinefunction(warm_up):
@@ -105,7 +112,8 @@ class ServiceHost:
         await self.health.enter_graceful_shutdown()
         if self._watch_task is not None:
             self._watch_task.cancel()
-        await self.server.stop(grace=self.settings.drain_seconds)
+        grace = self.settings.drain_seconds
+        await asyncio.gather(self.server.stop(grace=grace), *(f.stop(grace) for f in self.frontends))
         close = getattr(self.servicer, "close", None)
         if close is not None:
             result = close()
@@ -115,8 +123,8 @@ class ServiceHost:
 
 
 async def serve(settings: Settings, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
-                service_full_name: str) -> None:
-    host = ServiceHost(settings, servicer_factory(settings), add_to_server, service_full_name)
+                service_full_name: str, frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
+    host = ServiceHost(settings, servicer_factory(settings), add_to_server, service_full_name, frontends)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,7 +136,7 @@ async def serve(settings: Settings, servicer_factory: Callable[[Settings], objec
     if starting.done() and starting.exception() is not None:
         # Fail fast and visibly (a missing checkpoint, a bad setting): stop listening, then exit non-zero.
         waiter.cancel()
-        await host.server.stop(0)
+        await asyncio.gather(host.server.stop(0), *(f.stop(0) for f in host.frontends))
         error = starting.exception()
         log.error("%s failed to start: %s: %s", service_full_name, type(error).__name__, error)
         raise SystemExit(1) from error
@@ -148,7 +156,8 @@ def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_service(name: str, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
-                service_full_name: str, argv: list[str] | None = None) -> None:
+                service_full_name: str, argv: list[str] | None = None,
+                frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
     args = parse_args(name, argv)
     settings = Settings.from_env(host=args.host, port=args.port, metrics_port=args.metrics_port, device=args.device)
     logging.basicConfig(
@@ -156,4 +165,4 @@ def run_service(name: str, servicer_factory: Callable[[Settings], object], add_t
     )
     if settings.torch_threads and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(settings.torch_threads)
-    asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name))
+    asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name, frontends))

@@ -99,6 +99,7 @@ def test_port_offset_moves_every_port_consistently():
     assert local["captioning"].port == 51051
     assert local["gateway"].env["SYN_CAPTIONING_TARGET"] == "dns:///127.0.0.1:51051"
     assert local["gateway"].env["SYN_METRICS_PORT"] == "10100"
+    assert local["gateway"].env["SYN_HTTP_PORT"] == "51080"
 
 
 def test_cpu_override_drops_every_gpu_reservation(compose):
