@@ -155,6 +155,22 @@ def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def bound_threads(count: int) -> None:
+    """One thread setting (SYN_TORCH_THREADS) for every native pool the service loaded.
+
+    torch's intra-op pool gets `count` (0 keeps torch's default); FAISS's OpenMP pool gets the same
+    number as torch, so a search never spreads over more cores than the model may use (by default
+    FAISS takes every core for each search, and concurrent searches then contend for them).
+    """
+    torch = sys.modules.get("torch")
+    if count and torch is not None:
+        torch.set_num_threads(count)
+    faiss = sys.modules.get("faiss")
+    threads = count or (torch.get_num_threads() if torch is not None else 0)
+    if faiss is not None and threads:
+        faiss.omp_set_num_threads(threads)
+
+
 def run_service(name: str, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
                 service_full_name: str, argv: list[str] | None = None,
                 frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
@@ -163,6 +179,5 @@ def run_service(name: str, servicer_factory: Callable[[Settings], object], add_t
     logging.basicConfig(
         level=settings.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
     )
-    if settings.torch_threads and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(settings.torch_threads)
+    bound_threads(settings.torch_threads)
     asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name, frontends))
