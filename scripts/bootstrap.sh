@@ -26,3 +26,10 @@ if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; } >/dev/null 2>&1 \
         || echo "warning: could not install docker-compose; compose validation tests will fail under CI" >&2
 fi
+
+# The playground's browser test drives Debian's chromium (never a browser that Playwright downloads).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (for the playground's browser test)..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "warning: could not install chromium; the playground browser test will fail under CI" >&2
+fi
