@@ -37,6 +37,7 @@ from models.captioning.checkpoint import load_captioner
 from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWord, beam_search
 from models.images import images_to_batch
 from models.training import LoadedModel
+from services.captioning.explain import CaptioningExplainer
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -88,6 +89,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         self.default_model = ""  # set once the models are loaded
         self.batcher = DynamicBatcher(self._caption_batch, max_batch_size=settings.max_batch_size,
                                       max_wait_ms=settings.max_batch_wait_ms, name="captioning")
+        self.explainer = CaptioningExplainer(self)  # ExplainCaption and the judge (explain.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -112,12 +114,14 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     async def warm_up(self) -> None:
         await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self.explainer.load)
         image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
         jobs = [CaptionJob(name, backend.prepare(image), DEFAULT_BEAM_SIZE, 5) for name, backend in self.models.items()]
         await self.batcher.run_now(jobs)
 
     async def close(self) -> None:
         await self.batcher.close()
+        await self.explainer.close()
 
     # --- device work (batcher thread) -------------------------------------------------------
 
@@ -247,3 +251,14 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         self._check_loaded()
         return captioning_pb2.ListCaptioningModelsResponse(models=backend_infos(
             self.models, task="captioning", device=self.device, default=self.default_model))
+
+    # --- explanations (explain.py) ----------------------------------------------------------
+
+    async def ExplainCaption(self, request, context):
+        return await self.explainer.explain_caption(request)
+
+    async def ExplainJudge(self, request, context):
+        return await self.explainer.explain_judge(request)
+
+    async def VisualizeJudge(self, request, context):
+        return await self.explainer.visualize_judge(request)

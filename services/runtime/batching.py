@@ -90,6 +90,7 @@ class DynamicBatcher(Generic[T, R]):
         self.forward_calls = 0
         self.items_processed = 0
         self._last_batch_size = 0
+        self._running = False
 
     # --- event-loop side --------------------------------------------------------------------
 
@@ -105,6 +106,11 @@ class DynamicBatcher(Generic[T, R]):
         direct = _Direct(list(items), loop.create_future(), loop)
         self._enqueue(self._direct, direct)
         return await direct.future
+
+    @property
+    def busy(self) -> bool:
+        """Calls are queued or a batch is running (an explanation lane gives way to them)."""
+        return self._running or bool(self._queue)
 
     def queue_depth(self) -> int:
         """Callers queued and not yet taken into a batch."""
@@ -210,8 +216,12 @@ class DynamicBatcher(Generic[T, R]):
         # Inference mode when the service uses torch; one without models (a test double) never pays
         # for importing it (seconds on a loaded machine).
         torch = sys.modules.get("torch")
-        with torch.inference_mode() if torch is not None else contextlib.nullcontext():
-            return self._fn(items)
+        self._running = True
+        try:
+            with torch.inference_mode() if torch is not None else contextlib.nullcontext():
+                return self._fn(items)
+        finally:
+            self._running = False
 
 
 def _settle(outcomes: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from synesthesia.v1 import audio_pb2 as synesthesia_dot_v1_dot_audio__pb2
+from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,11 @@ class AudioStub:
                 request_serializer=synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsResponse.FromString,
                 _registered_method=True)
+        self.ExplainLocalization = channel.unary_unary(
+                '/synesthesia.v1.Audio/ExplainLocalization',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationResponse.FromString,
+                _registered_method=True)
 
 
 class AudioServicer:
@@ -91,6 +97,13 @@ class AudioServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainLocalization(self, request, context):
+        """Which pixels make the image sound like the clip: saliency maps of the audio-visual score.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_AudioServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsResponse.SerializeToString,
+            ),
+            'ExplainLocalization': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainLocalization,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +242,33 @@ class Audio:
             '/synesthesia.v1.Audio/ListModels',
             synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsRequest.SerializeToString,
             synesthesia_dot_v1_dot_audio__pb2.ListAudioModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainLocalization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Audio/ExplainLocalization',
+            synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ExplainLocalizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from synesthesia.v1 import captioning_pb2 as synesthesia_dot_v1_dot_captioning__pb2
+from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -50,6 +51,21 @@ class CaptioningStub:
                 request_serializer=synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsResponse.FromString,
                 _registered_method=True)
+        self.ExplainCaption = channel.unary_unary(
+                '/synesthesia.v1.Captioning/ExplainCaption',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionResponse.FromString,
+                _registered_method=True)
+        self.ExplainJudge = channel.unary_unary(
+                '/synesthesia.v1.Captioning/ExplainJudge',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeResponse.FromString,
+                _registered_method=True)
+        self.VisualizeJudge = channel.unary_unary(
+                '/synesthesia.v1.Captioning/VisualizeJudge',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeResponse.FromString,
+                _registered_method=True)
 
 
 class CaptioningServicer:
@@ -77,6 +93,27 @@ class CaptioningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainCaption(self, request, context):
+        """Why the captioner said one word of a caption: saliency maps beside its attention.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainJudge(self, request, context):
+        """Why the ShapesWorld judge (served here for analysis) chose a class: CAM, Grad-CAM, gradients, occlusion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VisualizeJudge(self, request, context):
+        """What the judge has learnt: class visualisation, first-layer filters, maximally activating patches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaptioningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +131,21 @@ def add_CaptioningServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsResponse.SerializeToString,
+            ),
+            'ExplainCaption': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainCaption,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionResponse.SerializeToString,
+            ),
+            'ExplainJudge': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainJudge,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeResponse.SerializeToString,
+            ),
+            'VisualizeJudge': grpc.unary_unary_rpc_method_handler(
+                    servicer.VisualizeJudge,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +230,87 @@ class Captioning:
             '/synesthesia.v1.Captioning/ListModels',
             synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsRequest.SerializeToString,
             synesthesia_dot_v1_dot_captioning__pb2.ListCaptioningModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainCaption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Captioning/ExplainCaption',
+            synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ExplainCaptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainJudge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Captioning/ExplainJudge',
+            synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ExplainJudgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VisualizeJudge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Captioning/VisualizeJudge',
+            synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.VisualizeJudgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

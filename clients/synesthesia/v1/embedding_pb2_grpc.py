@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from synesthesia.v1 import embedding_pb2 as synesthesia_dot_v1_dot_embedding__pb2
+from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -70,6 +71,21 @@ class EmbeddingStub:
                 request_serializer=synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsResponse.FromString,
                 _registered_method=True)
+        self.ExplainMatch = channel.unary_unary(
+                '/synesthesia.v1.Embedding/ExplainMatch',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainMatchRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainMatchResponse.FromString,
+                _registered_method=True)
+        self.ItemNeighbors = channel.unary_unary(
+                '/synesthesia.v1.Embedding/ItemNeighbors',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsResponse.FromString,
+                _registered_method=True)
+        self.MapCollection = channel.unary_unary(
+                '/synesthesia.v1.Embedding/MapCollection',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.MapCollectionRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.MapCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServicer:
@@ -126,6 +142,27 @@ class EmbeddingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainMatch(self, request, context):
+        """Why an image matches a text: saliency maps of their cosine similarity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ItemNeighbors(self, request, context):
+        """The items of a collection closest to one of its items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MapCollection(self, request, context):
+        """A 2-D t-SNE map of a collection: coordinates and a picture.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +200,21 @@ def add_EmbeddingServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsResponse.SerializeToString,
+            ),
+            'ExplainMatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainMatch,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainMatchRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainMatchResponse.SerializeToString,
+            ),
+            'ItemNeighbors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ItemNeighbors,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsResponse.SerializeToString,
+            ),
+            'MapCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.MapCollection,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.MapCollectionRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.MapCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +407,87 @@ class Embedding:
             '/synesthesia.v1.Embedding/ListModels',
             synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsRequest.SerializeToString,
             synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainMatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/ExplainMatch',
+            synesthesia_dot_v1_dot_explain__pb2.ExplainMatchRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ExplainMatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ItemNeighbors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/ItemNeighbors',
+            synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ItemNeighborsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MapCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/MapCollection',
+            synesthesia_dot_v1_dot_explain__pb2.MapCollectionRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.MapCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 from synesthesia.v1 import gateway_pb2 as synesthesia_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -65,6 +66,11 @@ class GatewayStub:
                 request_serializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/synesthesia.v1.Gateway/Explain',
+                request_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -113,6 +119,13 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Any explanation, routed to the service that owns the model (captioning, judge, embedding, audio).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +158,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.CheckUpstreams,
                     request_deserializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=synesthesia_dot_v1_dot_explain__pb2.ExplainRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_explain__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +328,33 @@ class Gateway:
             '/synesthesia.v1.Gateway/CheckUpstreams',
             synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsRequest.SerializeToString,
             synesthesia_dot_v1_dot_gateway__pb2.CheckUpstreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Gateway/Explain',
+            synesthesia_dot_v1_dot_explain__pb2.ExplainRequest.SerializeToString,
+            synesthesia_dot_v1_dot_explain__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

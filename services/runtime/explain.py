@@ -1,0 +1,139 @@
+"""The explanation lane: explanations run on the service's device without starving its normal calls.
+
+An explanation costs tens to hundreds of forward/backward passes, so it never enters the model's
+DynamicBatcher. Each service has one `ExplainLane`: its own queue (at most `SYN_EXPLAIN_MAX_PENDING`
+waiting or running; more are refused with RESOURCE_EXHAUSTED), its own worker thread (one explanation at a
+time), and between chunks of work (each occlusion batch, each gradient-ascent step) it gives way while the
+normal batcher has calls queued or running, so those keep their latency. Every call gets a `Budget` from
+the `SYN_EXPLAIN_*` settings, checked before the work starts; a cancelled call stops at the next chunk.
+
+Settings: SYN_EXPLAIN_MAX_PENDING (4), SYN_EXPLAIN_MAX_EVALUATIONS (1024 forward passes per occlusion map),
+SYN_EXPLAIN_MAX_STEPS (500 gradient-ascent steps), SYN_EXPLAIN_MAX_SCENES (512 scenes per patch search),
+SYN_EXPLAIN_MAX_POINTS (2000 points per collection map), SYN_EXPLAIN_MAX_SECONDS (60 s per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from models.explain import METHODS, Budget, BudgetError, Options
+from models.explain import render
+from models.explain.methods import DEFAULT_OCCLUSION_STRIDE_PX, DEFAULT_OCCLUSION_WINDOW_PX
+from synesthesia.tensors import to_tensor
+from synesthesia.v1 import common_pb2, explain_pb2
+
+from .errors import ServiceError, invalid_argument, resource_exhausted
+from .settings import Settings
+
+R = TypeVar("R")
+# Proto enum value -> models.explain method name.
+METHOD_NAMES = {
+    explain_pb2.EXPLAIN_METHOD_GRAD_CAM: "grad_cam",
+    explain_pb2.EXPLAIN_METHOD_GUIDED_GRAD_CAM: "guided_grad_cam",
+    explain_pb2.EXPLAIN_METHOD_GUIDED_BACKPROP: "guided_backprop",
+    explain_pb2.EXPLAIN_METHOD_GRADIENT: "gradient",
+    explain_pb2.EXPLAIN_METHOD_GRADIENT_SQUARED: "gradient_squared",
+    explain_pb2.EXPLAIN_METHOD_OCCLUSION: "occlusion",
+    explain_pb2.EXPLAIN_METHOD_CAM: "cam",
+    explain_pb2.EXPLAIN_METHOD_ATTENTION: "attention",
+}
+assert set(METHOD_NAMES.values()) == set(METHODS)
+GIVE_WAY_MAX_S = 0.25  # the longest one chunk waits for normal calls before it goes on anyway
+
+
+class ExplainLane:
+    def __init__(self, settings: Settings, name: str, give_way_to: Sequence = ()) -> None:
+        self.name = name
+        self.max_pending = int(settings.env("EXPLAIN_MAX_PENDING", "4"))
+        self.limits = dict(
+            max_evaluations=int(settings.env("EXPLAIN_MAX_EVALUATIONS", "1024")),
+            max_steps=int(settings.env("EXPLAIN_MAX_STEPS", "500")),
+            max_scenes=int(settings.env("EXPLAIN_MAX_SCENES", "512")),
+            max_points=int(settings.env("EXPLAIN_MAX_POINTS", "2000")),
+            max_seconds=float(settings.env("EXPLAIN_MAX_SECONDS", "60")),
+        )
+        self.give_way_to = list(give_way_to)  # DynamicBatchers whose calls go first
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"explain-{name}")
+        self.pending = 0
+        self.completed = 0
+
+    def budget(self) -> Budget:
+        return Budget(**self.limits, between_chunks=self._give_way)
+
+    def _give_way(self) -> None:
+        waited = 0.0
+        while waited < GIVE_WAY_MAX_S and any(b.busy for b in self.give_way_to):
+            time.sleep(0.005)
+            waited += 0.005
+
+    async def run(self, work: Callable[[Budget], R]) -> R:
+        """`work(budget)` in the lane's thread; BudgetError becomes a status naming the field and setting."""
+        if self.pending >= self.max_pending:
+            raise resource_exhausted("request", f"{self.pending} explanations are already queued or running on "
+                                                f"{self.name}; retry later (limit set by SYN_EXPLAIN_MAX_PENDING)")
+        self.pending += 1
+        budget = self.budget()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, lambda: work(budget.start()))
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                budget.cancelled.set()  # the worker stops at its next chunk
+                raise
+        except BudgetError as exc:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if exc.timed_out else grpc.StatusCode.INVALID_ARGUMENT
+            raise ServiceError(code, str(exc), [(exc.field, str(exc))]) from None
+        finally:
+            self.pending -= 1
+            self.completed += 1
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def method_names(methods: Sequence[int], allowed: Sequence[str], field: str = "methods") -> list[str]:
+    """Proto enum values -> method names, refusing none, UNSPECIFIED, duplicates and methods that do not apply."""
+    if not methods:
+        raise invalid_argument(field, f"give at least one method; this RPC takes {', '.join(allowed)}")
+    names = []
+    for i, value in enumerate(methods):
+        name = METHOD_NAMES.get(value)
+        if name is None or name not in allowed:
+            label = explain_pb2.ExplainMethod.Name(value) if value in explain_pb2.ExplainMethod.values() else value
+            raise invalid_argument(f"{field}[{i}]", f"{label} does not apply here; this RPC takes "
+                                                    f"{', '.join(n.upper() for n in allowed)}")
+        if name in names:
+            raise invalid_argument(f"{field}[{i}]", f"{name.upper()} is requested twice")
+        names.append(name)
+    return names
+
+
+def options_from(message: explain_pb2.ExplainOptions, field: str = "options") -> Options:
+    window = message.occlusion_window_px or DEFAULT_OCCLUSION_WINDOW_PX
+    stride = message.occlusion_stride_px or DEFAULT_OCCLUSION_STRIDE_PX
+    if not 1 <= window <= 64:
+        raise invalid_argument(f"{field}.occlusion_window_px", f"{message.occlusion_window_px} is outside 1..64 "
+                                                              f"(0 = {DEFAULT_OCCLUSION_WINDOW_PX})")
+    if not 1 <= stride <= 64:
+        raise invalid_argument(f"{field}.occlusion_stride_px", f"{message.occlusion_stride_px} is outside 1..64 "
+                                                              f"(0 = {DEFAULT_OCCLUSION_STRIDE_PX})")
+    return Options(occlusion_window_px=window, occlusion_stride_px=stride)
+
+
+def explanation(method: str, heatmap: np.ndarray, image: np.ndarray, seconds: float) -> explain_pb2.Explanation:
+    """The message for one map [h,w] of `image` (uint8 [H,W,3], the caller's image at its own size)."""
+    value = next(v for v, n in METHOD_NAMES.items() if n == method)
+    height, width = image.shape[:2]
+    return explain_pb2.Explanation(
+        method=value,
+        heatmap=common_pb2.Heatmap(values=to_tensor(np.ascontiguousarray(heatmap, dtype=np.float32)),
+                                   image_width_px=width, image_height_px=height),
+        overlay_png=render.png_bytes(render.overlay(image, heatmap)),
+        compute_seconds=seconds)
