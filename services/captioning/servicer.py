@@ -42,7 +42,7 @@ from services.runtime import (
     DynamicBatcher,
     Settings,
     backend_infos,
-    decode_image,
+    image_from_message,
     invalid_argument,
     not_found,
     select_device,
@@ -183,7 +183,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         backend = self.models[name]
 
         def prepare() -> tuple[torch.Tensor, int, int]:
-            image = decode_image(request.image.data, "image.data", self.settings.max_image_pixels)
+            image = image_from_message(request.image, "image", self.settings.max_image_pixels)
             return backend.prepare(image), image.width, image.height
 
         pixels, width, height = await asyncio.to_thread(prepare)

@@ -50,7 +50,7 @@ from services.runtime import (
     DynamicBatcher,
     Settings,
     backend_infos,
-    decode_image,
+    image_from_message,
     failed_precondition,
     invalid_argument,
     not_found,
@@ -231,10 +231,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if not 1 <= count <= MAX_INPUTS:
             raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
 
-    async def _pixels(self, backend: Backend, datas: list[tuple[bytes, str]]) -> torch.Tensor:
+    async def _pixels(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
         """Decode and prepare images (field name per image, for errors) in a worker thread."""
         def prepare() -> torch.Tensor:
-            return torch.stack([backend.prepare(decode_image(data, name, self.settings.max_image_pixels))
+            return torch.stack([backend.prepare(image_from_message(data, name, self.settings.max_image_pixels))
                                 for data, name in datas])
 
         return await asyncio.to_thread(prepare)
@@ -242,7 +242,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
     async def _embed_texts(self, name: str, texts: list[str]) -> np.ndarray:
         return _unwrap(await self.batcher.submit(EmbedJob(name, texts=texts)))
 
-    async def _embed_images(self, name: str, datas: list[tuple[bytes, str]]) -> np.ndarray:
+    async def _embed_images(self, name: str, datas: list[tuple[common_pb2.Image, str]]) -> np.ndarray:
         pixels = await self._pixels(self.models[name], datas)
         return _unwrap(await self.batcher.submit(EmbedJob(name, pixels=pixels)))
 
@@ -287,7 +287,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self._check_loaded()
         name = self._model(request.model)
         self._check_count(len(request.images), "images", "images")
-        vectors = await self._embed_images(name, [(im.data, f"images[{i}].data") for i, im in enumerate(request.images)])
+        vectors = await self._embed_images(name, [(im, f"images[{i}]") for i, im in enumerate(request.images)])
         return embedding_pb2.EmbedImagesResponse(embeddings=to_tensor(vectors), model=name)
 
     async def ListModels(self, request, context):
@@ -343,7 +343,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if text_rows:
             work.append(self._embed_texts(name, [request.items[i].text for i in text_rows]))
         if image_rows:
-            work.append(self._embed_images(name, [(request.items[i].image.data, f"items[{i}].image.data")
+            work.append(self._embed_images(name, [(request.items[i].image, f"items[{i}].image")
                                                   for i in image_rows]))
         found = await asyncio.gather(*work)
         for rows, block in zip([r for r in (text_rows, image_rows) if r], found):
@@ -375,7 +375,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if query == "text":
             vector = (await self._embed_texts(backend.name, [self._check_text(request.text, "text")]))[0]
         else:
-            vector = (await self._embed_images(backend.name, [(request.image.data, "image.data")]))[0]
+            vector = (await self._embed_images(backend.name, [(request.image, "image")]))[0]
         hits = await asyncio.to_thread(collection.search, vector, request.top_k)
         return embedding_pb2.SearchResponse(hits=[
             embedding_pb2.SearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits])

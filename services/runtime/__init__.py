@@ -14,7 +14,7 @@ from .errors import (
     resource_exhausted,
     unavailable,
 )
-from .images import decode_image, encode_png, to_rgb
+from .images import decode_image, encode_png, image_from_message, to_rgb
 from .interceptors import REQUEST_ID
 from .models import backend_infos, model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "backend_infos",
     "decode_image",
+    "image_from_message",
     "describe_device",
     "encode_png",
     "failed_precondition",

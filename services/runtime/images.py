@@ -38,6 +38,37 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
     return to_rgb(image)
 
 
+RAW_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def image_from_message(image, field: str, max_pixels: int) -> Image.Image:
+    """An RGB image from a `synesthesia.v1.Image`: its encoded `data`, or its raw `pixels`.
+
+    `field` names the Image message in errors (e.g. "image"); problems name `<field>.data` or
+    `<field>.pixels.<part>`. Raw pixels skip decoding entirely: their size is checked against
+    `max_pixels` and against the byte count before any array is built.
+    """
+    if image.WhichOneof("source") != "pixels":
+        return decode_image(image.data, f"{field}.data", max_pixels)
+    raw = image.pixels
+    channels = raw.channels or 3
+    if channels not in RAW_MODES:
+        raise invalid_argument(f"{field}.pixels.channels", f"{raw.channels} channels; use 1, 3 or 4 (0 means 3)")
+    if raw.height_px <= 0 or raw.width_px <= 0:
+        raise invalid_argument(f"{field}.pixels", f"size {raw.width_px}x{raw.height_px} must be positive")
+    if raw.height_px * raw.width_px > max_pixels:
+        raise resource_exhausted(f"{field}.pixels", f"image is {raw.width_px}x{raw.height_px} = "
+                                 f"{raw.height_px * raw.width_px} pixels; the limit is {max_pixels} "
+                                 "(SYN_MAX_IMAGE_PIXELS)")
+    expected = raw.height_px * raw.width_px * channels
+    if len(raw.data) != expected:
+        raise invalid_argument(f"{field}.pixels.data", f"{len(raw.data)} bytes; {raw.width_px}x{raw.height_px}x"
+                                                       f"{channels} needs {expected}")
+    shape = (raw.height_px, raw.width_px) if channels == 1 else (raw.height_px, raw.width_px, channels)
+    pixels = np.frombuffer(raw.data, dtype=np.uint8).reshape(shape)
+    return to_rgb(Image.fromarray(pixels, RAW_MODES[channels]))
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to 8-bit RGB; alpha is composited on white, 16-bit is rescaled."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/common.proto\x12\x0esynesthesia.v1\"\x15\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"4\n\x03Pcm\x12\x15\n\rsamples_f32le\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\"L\n\tAudioClip\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\"\n\x03pcm\x18\x02 \x01(\x0b\x32\x13.synesthesia.v1.PcmH\x00\x42\x08\n\x06source\"+\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x12\n\ndata_f32le\x18\x02 \x01(\x0c\"U\n\x0b\x42oundingBox\x12\x10\n\x08x_min_px\x18\x01 \x01(\x02\x12\x10\n\x08y_min_px\x18\x02 \x01(\x02\x12\x10\n\x08x_max_px\x18\x03 \x01(\x02\x12\x10\n\x08y_max_px\x18\x04 \x01(\x02\"b\n\x07Heatmap\x12&\n\x06values\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\x16\n\x0eimage_width_px\x18\x02 \x01(\x05\x12\x17\n\x0fimage_height_px\x18\x03 \x01(\x05\"\x94\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.synesthesia.v1.ModelBackend\x12\x16\n\x0eweights_sha256\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x37\n\x07metrics\x18\x07 \x03(\x0b\x32&.synesthesia.v1.ModelInfo.MetricsEntry\x12\x17\n\x0fparameter_count\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*h\n\x0cModelBackend\x12\x1d\n\x19MODEL_BACKEND_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_BACKEND_BUILTIN\x10\x01\x12\x1e\n\x1aMODEL_BACKEND_TRANSFORMERS\x10\x02\x42\x34\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynesthesia/v1/common.proto\x12\x0esynesthesia.v1\"N\n\x05Image\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12+\n\x06pixels\x18\x02 \x01(\x0b\x32\x19.synesthesia.v1.RawPixelsH\x00\x42\x08\n\x06source\"P\n\tRawPixels\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\theight_px\x18\x02 \x01(\x05\x12\x10\n\x08width_px\x18\x03 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x04 \x01(\x05\"4\n\x03Pcm\x12\x15\n\rsamples_f32le\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\"L\n\tAudioClip\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\"\n\x03pcm\x18\x02 \x01(\x0b\x32\x13.synesthesia.v1.PcmH\x00\x42\x08\n\x06source\"+\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x12\n\ndata_f32le\x18\x02 \x01(\x0c\"U\n\x0b\x42oundingBox\x12\x10\n\x08x_min_px\x18\x01 \x01(\x02\x12\x10\n\x08y_min_px\x18\x02 \x01(\x02\x12\x10\n\x08x_max_px\x18\x03 \x01(\x02\x12\x10\n\x08y_max_px\x18\x04 \x01(\x02\"b\n\x07Heatmap\x12&\n\x06values\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\x16\n\x0eimage_width_px\x18\x02 \x01(\x05\x12\x17\n\x0fimage_height_px\x18\x03 \x01(\x05\"\x94\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12-\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x1c.synesthesia.v1.ModelBackend\x12\x16\n\x0eweights_sha256\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x37\n\x07metrics\x18\x07 \x03(\x0b\x32&.synesthesia.v1.ModelInfo.MetricsEntry\x12\x17\n\x0fparameter_count\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*h\n\x0cModelBackend\x12\x1d\n\x19MODEL_BACKEND_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_BACKEND_BUILTIN\x10\x01\x12\x1e\n\x1aMODEL_BACKEND_TRANSFORMERS\x10\x02\x42\x34\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.synesthesia.v1P\001Z\034synesthesia/v1;synesthesiav1'
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELBACKEND']._serialized_start=713
-  _globals['_MODELBACKEND']._serialized_end=817
+  _globals['_MODELBACKEND']._serialized_start=852
+  _globals['_MODELBACKEND']._serialized_end=956
   _globals['_IMAGE']._serialized_start=47
-  _globals['_IMAGE']._serialized_end=68
-  _globals['_PCM']._serialized_start=70
-  _globals['_PCM']._serialized_end=122
-  _globals['_AUDIOCLIP']._serialized_start=124
-  _globals['_AUDIOCLIP']._serialized_end=200
-  _globals['_TENSOR']._serialized_start=202
-  _globals['_TENSOR']._serialized_end=245
-  _globals['_BOUNDINGBOX']._serialized_start=247
-  _globals['_BOUNDINGBOX']._serialized_end=332
-  _globals['_HEATMAP']._serialized_start=334
-  _globals['_HEATMAP']._serialized_end=432
-  _globals['_MODELINFO']._serialized_start=435
-  _globals['_MODELINFO']._serialized_end=711
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=665
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=711
+  _globals['_IMAGE']._serialized_end=125
+  _globals['_RAWPIXELS']._serialized_start=127
+  _globals['_RAWPIXELS']._serialized_end=207
+  _globals['_PCM']._serialized_start=209
+  _globals['_PCM']._serialized_end=261
+  _globals['_AUDIOCLIP']._serialized_start=263
+  _globals['_AUDIOCLIP']._serialized_end=339
+  _globals['_TENSOR']._serialized_start=341
+  _globals['_TENSOR']._serialized_end=384
+  _globals['_BOUNDINGBOX']._serialized_start=386
+  _globals['_BOUNDINGBOX']._serialized_end=471
+  _globals['_HEATMAP']._serialized_start=473
+  _globals['_HEATMAP']._serialized_end=571
+  _globals['_MODELINFO']._serialized_start=574
+  _globals['_MODELINFO']._serialized_end=850
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=804
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=850
 # @@protoc_insertion_point(module_scope)

@@ -17,10 +17,24 @@ MODEL_BACKEND_BUILTIN: ModelBackend
 MODEL_BACKEND_TRANSFORMERS: ModelBackend
 
 class Image(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "pixels")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    pixels: RawPixels
+    def __init__(self, data: _Optional[bytes] = ..., pixels: _Optional[_Union[RawPixels, _Mapping]] = ...) -> None: ...
+
+class RawPixels(_message.Message):
+    __slots__ = ("data", "height_px", "width_px", "channels")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_PX_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_PX_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    height_px: int
+    width_px: int
+    channels: int
+    def __init__(self, data: _Optional[bytes] = ..., height_px: _Optional[int] = ..., width_px: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
 
 class Pcm(_message.Message):
     __slots__ = ("samples_f32le", "sample_rate_hz")
