@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
 
 from services.gateway.upstreams import Upstream, call
@@ -46,7 +46,8 @@ CALLS: dict[str, type[Message]] = {}
 for _service in UPSTREAMS:
     for _method in _service.descriptor().methods:
         if not _method.client_streaming and not _method.server_streaming:
-            CALLS[f"{_service.name}.{_method.name}"] = getattr(_service.pb2(), _method.input_type.name)
+            # The request may be defined in another .proto file (explain.proto): look it up by descriptor.
+            CALLS[f"{_service.name}.{_method.name}"] = message_factory.GetMessageClass(_method.input_type)
 
 
 @dataclass
