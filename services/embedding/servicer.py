@@ -2,10 +2,12 @@
 
 EmbedTexts / EmbedImages go through one DynamicBatcher, whose batch function runs
 one forward pass per (model, modality) over every request in the batch. Upsert
-embeds its items the same way and writes them to the collection store
-(collections.py: FAISS index + write-ahead log, acknowledged only once fsynced);
-Search embeds its query with the collection's model. Image decoding and store
-operations run in threads, so the event loop only routes.
+embeds its items the same way and writes them to the collection store (store.py:
+the interface; faiss_store.py embedded by default, postgres_store.py for
+PostgreSQL + pgvector), acknowledged only once durable; Search embeds its query
+with the collection's model and may filter on metadata. Image decoding and store
+operations run in threads, so the event loop only routes. The store's health
+(a full volume, an unreachable database) is the service's health status.
 
 A collection remembers the model (name and weights fingerprint) and dimension its
 vectors come from; an Upsert naming another model, or a server whose model of
@@ -15,17 +17,20 @@ FAILED_PRECONDITION rather than mixing two spaces in one index.
 Environment: SYN_EMBEDDING_MODELS (built-in checkpoints, comma-separated, the
 first is the default; default `embedding`; empty for none),
 SYN_EMBEDDING_HF_DIR (a CLIPModel directory; model name = the directory's
-basename or SYN_EMBEDDING_HF_NAME), SYN_EMBEDDING_INDEX_DIR (default ./run/index),
-SYN_EMBEDDING_INDEX_KIND (flat-ip or hnsw, for new collections),
-SYN_EMBEDDING_SNAPSHOT_EVERY (log records between snapshots, default 1000),
-SYN_EMBEDDING_SNAPSHOT_INTERVAL_S (snapshot pending writes this often, default 30),
-SYN_EMBEDDING_HNSW_M (default 32), SYN_EMBEDDING_HNSW_EF_SEARCH (default 64).
+basename or SYN_EMBEDDING_HF_NAME), SYN_EMBEDDING_STORE (where collections live:
+empty = the FAISS store in SYN_EMBEDDING_INDEX_DIR, default ./run/index; a directory;
+or postgresql://user:password@host:port/database), SYN_EMBEDDING_INDEX_KIND (flat-ip
+or hnsw, for new collections), SYN_EMBEDDING_SNAPSHOT_EVERY (FAISS: log records
+between snapshots, default 1000), SYN_EMBEDDING_SNAPSHOT_INTERVAL_S (FAISS: snapshot
+pending writes this often, default 30), SYN_EMBEDDING_HNSW_M (default 32),
+SYN_EMBEDDING_HNSW_EF_SEARCH (default 64), SYN_EMBEDDING_STORE_POOL_SIZE
+(PostgreSQL connections, default 8), SYN_EMBEDDING_STORE_TIMEOUT_S (PostgreSQL:
+connecting and each statement, default 10).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -39,12 +44,18 @@ from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 from models.embedding.checkpoint import load_embedder
 from models.images import images_to_batch
-from services.embedding.collections import (
+from services.embedding.store import (
     INDEX_KINDS,
-    Collection,
-    CollectionError,
+    CollectionInfo,
+    CollectionNotFound,
     CollectionStore,
     DimensionMismatch,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    check_name,
+    echo,
+    open_store,
 )
 from services.runtime import (
     DynamicBatcher,
@@ -54,6 +65,7 @@ from services.runtime import (
     failed_precondition,
     invalid_argument,
     not_found,
+    resource_exhausted,
     select_device,
     unavailable,
 )
@@ -65,6 +77,9 @@ MAX_ID_CHARS = 256
 MAX_TOP_K = 10_000
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_CHARS = 4096
+MAX_FILTER_ENTRIES = 16
+# How often the store's health (a full volume, an unreachable database) is looked at.
+STORE_HEALTH_INTERVAL_S = 1.0
 # Items per forward pass: bounds activation memory when many large requests share a batch.
 FORWARD_CHUNK = 256
 
@@ -104,6 +119,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.hf_dir = settings.env("EMBEDDING_HF_DIR", "").strip()
         self.hf_name = settings.env("EMBEDDING_HF_NAME", "").strip()
         self.index_dir = settings.env("EMBEDDING_INDEX_DIR", "run/index")
+        self.store_url = settings.env("EMBEDDING_STORE", "").strip() or self.index_dir
         self.index_kind = settings.env("EMBEDDING_INDEX_KIND", "flat-ip").strip()
         if self.index_kind not in INDEX_KINDS:
             raise SystemExit(f"SYN_EMBEDDING_INDEX_KIND={self.index_kind!r}: use one of {', '.join(INDEX_KINDS)}")
@@ -111,10 +127,11 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.snapshot_interval_s = float(settings.env("EMBEDDING_SNAPSHOT_INTERVAL_S", "30"))
         self.hnsw_m = int(settings.env("EMBEDDING_HNSW_M", "32"))
         self.hnsw_ef_search = int(settings.env("EMBEDDING_HNSW_EF_SEARCH", "64"))
+        self.pool_size = int(settings.env("EMBEDDING_STORE_POOL_SIZE", "8"))
+        self.store_timeout_s = float(settings.env("EMBEDDING_STORE_TIMEOUT_S", "10"))
         self.models: dict[str, Backend] = {}
         self.default_model = ""  # set once the models are loaded
         self.store: CollectionStore | None = None
-        self._snapshots: asyncio.Task | None = None
         self.batcher = DynamicBatcher(self._embed_batch, max_batch_size=settings.max_batch_size,
                                       max_wait_ms=settings.max_batch_wait_ms, name="embedding")
 
@@ -140,10 +157,16 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                                         parameter_count=clip.parameter_count)
         if not self.models:
             raise SystemExit("no embedding model: set SYN_EMBEDDING_MODELS and/or SYN_EMBEDDING_HF_DIR")
-        self.store = CollectionStore(self.index_dir, self.index_kind, self.snapshot_every, self.hnsw_m,
-                                     self.hnsw_ef_search)
-        log.info("index %s: %d collections (%s)", os.path.abspath(self.index_dir), len(self.store.names()),
-                 ", ".join(self.store.names()) or "none")
+        self.store = open_store(self.store_url, index_kind=self.index_kind, snapshot_every=self.snapshot_every,
+                                snapshot_interval_s=self.snapshot_interval_s, hnsw_m=self.hnsw_m,
+                                hnsw_ef_search=self.hnsw_ef_search, pool_size=self.pool_size,
+                                timeout_s=self.store_timeout_s)
+        try:
+            names = [c.name for c in self.store.list()]
+            log.info("collection store %s: %d collections (%s)", self.store.location, len(names),
+                     ", ".join(names) or "none")
+        except StoreUnavailable as exc:  # a database that is down now: health says so until it is back
+            log.warning("collection store %s: %s", self.store.location, exc)
         self.default_model = next(iter(self.models))
 
     async def warm_up(self) -> None:
@@ -154,24 +177,26 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             jobs += [EmbedJob(name, texts=["a large red circle"]), EmbedJob(name, pixels=backend.prepare(image)[None])]
         for result in await self.batcher.run_now(jobs):
             _unwrap(result)
-        if self.snapshot_interval_s > 0:
-            self._snapshots = asyncio.create_task(self._snapshot_periodically())
 
-    async def _snapshot_periodically(self) -> None:
+    async def watch_readiness(self, set_ready) -> None:
+        """SERVING while the store can take writes; NOT_SERVING (with the reason logged) while its
+        volume is full or its database unreachable, and SERVING again by itself once it recovers."""
+        previous: str | None = ""
         while True:
-            await asyncio.sleep(self.snapshot_interval_s)
             try:
-                written = await asyncio.to_thread(self.store.snapshot_all)
-                if written:
-                    log.info("snapshot of %d collections", written)
-            except Exception:  # noqa: BLE001 - the log keeps every write; try again next time
-                log.exception("periodic snapshot failed")
+                fault = await asyncio.to_thread(self.store.fault)
+            except Exception as exc:  # noqa: BLE001 - a health probe must never end the loop
+                fault = f"store health check failed: {exc}"
+            if fault != previous:
+                if fault:
+                    log.warning("NOT_SERVING: %s", fault)
+                elif previous:
+                    log.info("the collection store has recovered: SERVING")
+                await set_ready(fault is None)
+                previous = fault
+            await asyncio.sleep(STORE_HEALTH_INTERVAL_S)
 
     async def close(self) -> None:
-        if self._snapshots is not None:
-            self._snapshots.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._snapshots
         await self.batcher.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
@@ -246,19 +271,36 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         pixels = await self._pixels(self.models[name], datas)
         return _unwrap(await self.batcher.submit(EmbedJob(name, pixels=pixels)))
 
-    def _collection(self, name: str) -> Collection:
+    async def _store(self, method, *args, mismatch_field: str = ""):
+        """A store call in a worker thread, its StoreErrors turned into the matching gRPC status."""
         try:
-            CollectionStore.check_name(name)
-        except CollectionError as exc:
+            return await asyncio.to_thread(method, *args)
+        except CollectionNotFound as exc:
+            raise not_found(exc.field, str(exc)) from None
+        except DimensionMismatch as exc:
+            raise failed_precondition(mismatch_field or exc.field, str(exc)) from None
+        except StoreFull as exc:
+            raise resource_exhausted(exc.field, str(exc)) from None
+        except StoreUnavailable as exc:
+            raise unavailable(str(exc)) from None
+        except StoreError as exc:
+            raise invalid_argument(exc.field, str(exc)) from None
+
+    @staticmethod
+    def _check_name(name: str) -> str:
+        try:
+            return check_name(name)
+        except StoreError as exc:
             raise invalid_argument("collection", str(exc)) from None
-        found = self.store.get(name)
+
+    async def _collection(self, name: str) -> CollectionInfo:
+        found = await self._store(self.store.get, self._check_name(name))
         if found is None:
-            raise not_found("collection", f"no collection {name!r}")
+            raise not_found("collection", f"no collection {echo(name)}")
         return found
 
-    def _backend_for(self, collection: Collection, field_name: str = "collection") -> Backend:
-        """The loaded model that made `collection`'s vectors, or FAILED_PRECONDITION."""
-        info = collection.info
+    def _backend_for(self, info: CollectionInfo, field_name: str = "collection") -> Backend:
+        """The loaded model that made the collection's vectors, or FAILED_PRECONDITION."""
         backend = self.models.get(info.model)
         if backend is None:
             raise failed_precondition(field_name, f"collection {info.name!r} holds embeddings of model "
@@ -321,16 +363,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
 
     async def Upsert(self, request, context):
         self._check_loaded()
-        try:
-            CollectionStore.check_name(request.collection)
-        except CollectionError as exc:
-            raise invalid_argument("collection", str(exc)) from None
+        self._check_name(request.collection)
         self._validate_items(request.items)
-        existing = self.store.get(request.collection)
+        existing = await self._store(self.store.get, request.collection)
         if existing is not None:
-            if request.model and request.model != existing.info.model:
+            if request.model and request.model != existing.model:
                 raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
-                                                   f"{existing.info.model!r}, not {request.model!r}")
+                                                   f"{existing.model!r}, not {echo(request.model)}")
             name = self._backend_for(existing).name
         else:
             name = self._model(request.model)
@@ -349,25 +388,31 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         for rows, block in zip([r for r in (text_rows, image_rows) if r], found):
             vectors[rows] = block
 
-        collection = existing or await asyncio.to_thread(
-            self.store.get_or_create, request.collection, name, backend.fingerprint, backend.dimension)
-        if collection.info.model != name:  # created concurrently by a request with another model
+        collection = existing or await self._store(
+            self.store.create, request.collection, name, backend.fingerprint, backend.dimension)
+        if collection.model != name:  # created concurrently by a request with another model
             raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
-                                               f"{collection.info.model!r}, not {name!r}")
+                                               f"{collection.model!r}, not {name!r}")
         self._backend_for(collection, "model")
         ids = [item.id for item in request.items]
         metadata = [dict(item.metadata) for item in request.items]
-        try:
-            written, size = await asyncio.to_thread(collection.upsert, ids, vectors, metadata)
-        except DimensionMismatch as exc:
-            raise failed_precondition("model", str(exc)) from None
+        # A dimension mismatch here is the model's (it gives vectors of another size than the collection's).
+        written, size = await self._store(self.store.upsert, request.collection, ids, vectors, metadata,
+                                          mismatch_field="model")
         return embedding_pb2.UpsertResponse(upserted_count=written, collection_size=size)
 
     async def Search(self, request, context):
         self._check_loaded()
-        collection = self._collection(request.collection)
+        collection = await self._collection(request.collection)
         if not 1 <= request.top_k <= MAX_TOP_K:
             raise invalid_argument("top_k", f"{request.top_k} is outside 1..{MAX_TOP_K}")
+        where = dict(request.metadata_filter)
+        if len(where) > MAX_FILTER_ENTRIES:
+            raise invalid_argument("metadata_filter", f"{len(where)} entries; the limit is {MAX_FILTER_ENTRIES}")
+        for key, value in where.items():
+            if not key or len(key) + len(value) > MAX_METADATA_CHARS:
+                raise invalid_argument("metadata_filter", f"an entry has an empty key or is longer than "
+                                                          f"{MAX_METADATA_CHARS} characters")
         query = request.WhichOneof("query")
         if query is None:
             raise invalid_argument("query", "set either text or image")
@@ -376,22 +421,35 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             vector = (await self._embed_texts(backend.name, [self._check_text(request.text, "text")]))[0]
         else:
             vector = (await self._embed_images(backend.name, [(request.image, "image")]))[0]
-        hits = await asyncio.to_thread(collection.search, vector, request.top_k)
+        hits = await self._store(self.store.search, collection.name, vector, request.top_k, where)
         return embedding_pb2.SearchResponse(hits=[
             embedding_pb2.SearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits])
 
     async def Delete(self, request, context):
         self._check_loaded()
-        collection = self._collection(request.collection)
+        collection = await self._collection(request.collection)
         if not request.ids:
             raise invalid_argument("ids", "give at least one id")
-        deleted, size = await asyncio.to_thread(collection.delete, list(request.ids))
+        deleted, size = await self._store(self.store.delete, collection.name, list(request.ids))
         return embedding_pb2.DeleteResponse(deleted_count=deleted, collection_size=size)
+
+    @staticmethod
+    def _describe(info: CollectionInfo) -> embedding_pb2.GetCollectionResponse:
+        return embedding_pb2.GetCollectionResponse(collection=info.name, size=info.size, dimension=info.dimension,
+                                                   model=info.model, index_kind=info.index_kind)
 
     async def GetCollection(self, request, context):
         self._check_loaded()
-        collection = self._collection(request.collection)
-        info = collection.info
-        return embedding_pb2.GetCollectionResponse(collection=info.name, size=collection.size,
-                                                   dimension=info.dimension, model=info.model,
-                                                   index_kind=info.index_kind)
+        return self._describe(await self._collection(request.collection))
+
+    async def ListCollections(self, request, context):
+        self._check_loaded()
+        found = await self._store(self.store.list)
+        return embedding_pb2.ListCollectionsResponse(collections=[self._describe(info) for info in found])
+
+    async def DropCollection(self, request, context):
+        self._check_loaded()
+        collection = await self._collection(request.collection)
+        if not await self._store(self.store.drop, collection.name):
+            raise not_found("collection", f"no collection {echo(request.collection)}")
+        return embedding_pb2.DropCollectionResponse(dropped_size=collection.size)

@@ -68,3 +68,62 @@ def embedding_stub(embedding_target):
     channel, stub = stub_for(embedding_target)
     with channel:
         yield stub
+
+
+# --- collection stores: every backend, for tests parametrised over them ---------------------
+
+BACKENDS = ("faiss", "postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL + pgvector server for the session (loopback, temporary data directory)."""
+    from tests.postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    assert bindir is not None, "no PostgreSQL with pgvector: install the dev extra (make install)"
+    server = PostgresServer(bindir).init().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server for this test."""
+    import psycopg
+
+    name = f"t{next(_names)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path):
+    """Where a test's collections live: a fresh FAISS directory or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "index")
+
+
+@pytest.fixture
+def open_store(store_url):
+    """open_store(**options) -> a store on this test's location; every store opened is closed afterwards.
+    Opening a second one on the same location without closing the first is a restart after a crash."""
+    from services.embedding.store import open_store as open_any
+
+    opened = []
+
+    def open_(**options):
+        store = open_any(store_url, **options)
+        opened.append(store)
+        return store
+
+    yield open_
+    from services.embedding.faiss_store import FaissStore
+
+    for store in opened:
+        # An earlier FAISS store on the same directory stands for a crashed process: closing it
+        # now would snapshot its stale state over the newer one's. Connections are closed always.
+        if store is opened[-1] or not isinstance(store, FaissStore):
+            store.close()

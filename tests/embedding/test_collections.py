@@ -1,196 +1,190 @@
-"""The collection store on its own: the write-ahead log, snapshots, replay, torn records, both index kinds."""
+"""The collection store interface, on every backend (FAISS + log, PostgreSQL + pgvector), through
+public methods only: writes, replacement, deletion, metadata filters, restarts, concurrency, errors.
+
+Backend-specific behaviour (the FAISS log and snapshots, PostgreSQL crashes) is in
+test_faiss_log.py and test_postgres_store.py."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
 import pytest
 
-from services.embedding.collections import (
-    CollectionError,
-    CollectionStore,
+from services.embedding.store import (
+    CollectionNotFound,
     DimensionMismatch,
-    encode_record,
-    read_records,
+    InvalidItems,
+    StoreError,
 )
 
 DIM = 16
+KINDS = ["flat-ip", "hnsw"]
 
 
-def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(count, DIM)).astype(np.float32)
+def unit_vectors(count: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def open_store(root, kind="flat-ip", **options):
-    return CollectionStore(root, kind, **options)
+def contents(store, name: str) -> dict[str, tuple[np.ndarray, dict]]:
+    return {item.id: (item.vector, item.metadata) for batch in store.items(name, batch_size=7) for item in batch}
 
 
-def contents(collection) -> dict[str, np.ndarray]:
-    ids = collection.ids()
-    return dict(zip(ids, collection.vectors(ids)))
-
-
-@pytest.mark.parametrize("kind", ["flat-ip", "hnsw"])
-def test_search_replace_delete(tmp_path, kind):
-    store = open_store(tmp_path, kind)
-    c = store.get_or_create("things", "m", "fp", DIM)
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_replace_delete(open_store, kind):
+    store = open_store(index_kind=kind)
+    info = store.create("things", "m", "fp", DIM)
+    assert (info.name, info.model, info.fingerprint, info.dimension, info.index_kind) == ("things", "m", "fp", DIM,
+                                                                                         kind)
     v = unit_vectors(50)
-    assert c.upsert([f"id{i}" for i in range(50)], v, [{"n": str(i)} for i in range(50)]) == (50, 50)
-    top = c.search(v[7], 3)
+    assert store.upsert("things", [f"id{i}" for i in range(50)], v, [{"n": str(i)} for i in range(50)]) == (50, 50)
+    top = store.search("things", v[7], 3)
     assert top[0].id == "id7" and top[0].score == pytest.approx(1.0, abs=1e-5) and top[0].metadata == {"n": "7"}
     assert [h.score for h in top] == sorted((h.score for h in top), reverse=True)
     # Replacing keeps the size, moves the vector, and the old vector is no longer found.
-    assert c.upsert(["id7"], v[8:9], [{"n": "new"}]) == (1, 50)
-    hits = c.search(v[7], 50)
+    assert store.upsert("things", ["id7"], v[8:9], [{"n": "new"}]) == (1, 50)
+    hits = store.search("things", v[7], 50)
     assert all(h.score < 0.999 for h in hits) and len(hits) == 50
-    assert {h.id for h in c.search(v[8], 2)} == {"id7", "id8"}
-    assert c.delete(["id8", "missing", "id8"]) == (1, 49)
-    assert "id8" not in {h.id for h in c.search(v[8], 50)}
+    assert {h.id for h in store.search("things", v[8], 2)} == {"id7", "id8"}
+    assert store.delete("things", ["id8", "missing", "id8"]) == (1, 49)
+    assert "id8" not in {h.id for h in store.search("things", v[8], 50)}
     # top_k beyond the size gives every item once.
-    assert sorted(h.id for h in c.search(v[0], 10_000)) == sorted(set(f"id{i}" for i in range(50)) - {"id8"})
+    expected = sorted(set(f"id{i}" for i in range(50)) - {"id8"})
+    assert sorted(h.id for h in store.search("things", v[0], 10_000)) == expected
+    assert store.get("things").size == 49
 
 
-def test_refuses_wrong_dimension_duplicate_ids_and_bad_names(tmp_path):
-    store = open_store(tmp_path)
-    c = store.get_or_create("a", "m", "fp", DIM)
+def test_refuses_wrong_dimension_duplicate_ids_bad_names_and_unknown_collections(open_store):
+    store = open_store()
+    store.create("a", "m", "fp", DIM)
     with pytest.raises(DimensionMismatch):
-        c.upsert(["x"], np.ones((1, DIM + 1), np.float32))
+        store.upsert("a", ["x"], np.ones((1, DIM + 1), np.float32))
     with pytest.raises(DimensionMismatch):
-        c.search(np.ones(DIM + 1, np.float32), 1)
-    with pytest.raises(CollectionError):
-        c.upsert(["x", "x"], unit_vectors(2))
-    with pytest.raises(CollectionError):
-        c.upsert(["x"], np.full((1, DIM), np.nan, np.float32))
-    for name in ["", "a/b", "..", "x" * 65, "sp ace", "é"]:
-        with pytest.raises(CollectionError):
-            store.get_or_create(name, "m", "fp", DIM)
-    assert c.size == 0 and store.names() == ["a"]
+        store.search("a", np.ones(DIM + 1, np.float32), 1)
+    with pytest.raises(InvalidItems):
+        store.upsert("a", ["x", "x"], unit_vectors(2))
+    with pytest.raises(InvalidItems):
+        store.upsert("a", ["x"], np.full((1, DIM), np.nan, np.float32))
+    # fullmatch: a trailing newline is not part of a name either.
+    for name in ["", "a/b", "..", "x" * 65, "sp ace", "é", "a\n", "a\r\n", "\na"]:
+        with pytest.raises(StoreError):
+            store.create(name, "m", "fp", DIM)
+    for call in (lambda: store.upsert("nope", ["x"], unit_vectors(1)), lambda: store.delete("nope", ["x"]),
+                 lambda: store.search("nope", unit_vectors(1)[0], 1), lambda: list(store.items("nope"))):
+        with pytest.raises(CollectionNotFound):
+            call()
+    assert store.get("nope") is None and store.get("a").size == 0 and [c.name for c in store.list()] == ["a"]
 
 
-@pytest.mark.parametrize("kind", ["flat-ip", "hnsw"])
-@pytest.mark.parametrize("snapshot_every", [0, 3])
-def test_reopening_without_close_replays_the_log(tmp_path, kind, snapshot_every):
-    """No close() = a crash: the snapshot (if any) plus the log's records give back every write."""
-    store = open_store(tmp_path, kind, snapshot_every=snapshot_every)
-    c = store.get_or_create("a", "model-x", "fp1", DIM)
+@pytest.mark.parametrize("kind", KINDS)
+def test_metadata_filters_are_equality_on_every_given_key(open_store, kind):
+    store = open_store(index_kind=kind)
+    store.create("f", "m", "fp", DIM)
+    v = unit_vectors(300, seed=3)
+    colours = ["red", "green", "blue"]
+    metadata = [{"colour": colours[i % 3], "shape": "circle" if i % 2 else "square", "i": str(i)} for i in range(300)]
+    store.upsert("f", [f"id{i}" for i in range(300)], v, metadata)
+
+    def exact(query, keep, k):
+        scores = v @ query
+        order = [i for i in np.argsort(-scores) if keep(i)]
+        return [f"id{i}" for i in order[:k]]
+
+    reds = store.search("f", v[0], 10, {"colour": "red"})
+    assert [h.id for h in reds] == exact(v[0], lambda i: i % 3 == 0, 10)
+    assert all(h.metadata["colour"] == "red" for h in reds)
+    both = store.search("f", v[1], 5, {"colour": "green", "shape": "circle"})
+    assert [h.id for h in both] == exact(v[1], lambda i: i % 3 == 1 and i % 2 == 1, 5)
+    # A filter that matches fewer items than top_k returns just those; one that matches none, nothing.
+    assert [h.id for h in store.search("f", v[5], 10, {"i": "5"})] == ["id5"]
+    assert store.search("f", v[5], 10, {"colour": "purple"}) == []
+    assert store.search("f", v[5], 10, {"colour": "red", "i": "5"}) == []  # 5 is not red
+    # Replacing an item's metadata moves it between filters; a deleted item matches none.
+    store.upsert("f", ["id0"], v[0:1], [{"colour": "purple"}])
+    assert [h.id for h in store.search("f", v[0], 3, {"colour": "purple"})] == ["id0"]
+    assert "id0" not in {h.id for h in store.search("f", v[0], 300, {"colour": "red"})}
+    store.delete("f", ["id0"])
+    assert store.search("f", v[0], 3, {"colour": "purple"}) == []
+    # Values are compared as strings, exactly.
+    assert store.search("f", v[5], 3, {"i": "05"}) == [] and store.search("f", v[5], 3, {"I": "5"}) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reopened_store_serves_every_write(open_store, kind):
+    """A second store on the same location without closing the first: what a restart after a crash sees."""
+    store = open_store(index_kind=kind, snapshot_every=3)
+    store.create("a", "model-x", "fp1", DIM)
     v = unit_vectors(20)
     for i in range(20):
-        c.upsert([f"id{i}"], v[i:i + 1], [{"i": str(i)}])
-    c.upsert(["id3"], v[4:5], [{"i": "replaced"}])
-    c.delete(["id5", "id6"])
-    expected = contents(c)
-    reopened = open_store(tmp_path, kind).get("a")
-    assert reopened.info == c.info
-    got = contents(reopened)
+        store.upsert("a", [f"id{i}"], v[i:i + 1], [{"i": str(i)}])
+    store.upsert("a", ["id3"], v[4:5], [{"i": "replaced"}])
+    store.delete("a", ["id5", "id6"])
+    expected = contents(store, "a")
+    reopened = open_store(index_kind="hnsw" if kind == "flat-ip" else "flat-ip")
+    assert reopened.get("a") == store.get("a") and reopened.get("a").index_kind == kind  # its own kind
+    got = contents(reopened, "a")
     assert got.keys() == expected.keys() and len(got) == 18
     for key in got:
-        np.testing.assert_array_equal(got[key], expected[key])
-    assert reopened.search(v[4], 1)[0].metadata in ({"i": "replaced"}, {"i": "4"})
-    if snapshot_every:
-        assert (tmp_path / "a" / "snapshot.json").exists()
-        assert reopened.pending_records < snapshot_every
+        np.testing.assert_array_equal(got[key][0], expected[key][0])
+        assert got[key][1] == expected[key][1]
+    assert got["id3"][1] == {"i": "replaced"}
+    assert reopened.search("a", v[4], 2)[0].metadata in ({"i": "replaced"}, {"i": "4"})
 
 
-def test_snapshot_commits_then_truncates_and_a_stale_log_is_not_applied_twice(tmp_path):
-    store = open_store(tmp_path, snapshot_every=0)
-    c = store.get_or_create("a", "m", "fp", DIM)
-    v = unit_vectors(6)
-    c.upsert(["a", "b", "c"], v[:3])
-    log_before = (tmp_path / "a" / "wal.log").read_bytes()
-    assert c.snapshot() and (tmp_path / "a" / "wal.log").stat().st_size == 0
-    assert not c.snapshot()  # nothing new to write
-    c.delete(["b"])
-    c.upsert(["d"], v[3:4])
-    # A crash between the snapshot's commit and the log's truncation leaves old records in front:
-    # they are at or below the snapshot's LSN and must be skipped on replay.
-    wal = tmp_path / "a" / "wal.log"
-    wal.write_bytes(log_before + wal.read_bytes())
-    reopened = open_store(tmp_path).get("a")
-    assert sorted(reopened.ids()) == ["a", "c", "d"]
-    assert len(list((tmp_path / "a").glob("index-*.faiss"))) == 1
+def test_list_get_create_and_drop(open_store):
+    store = open_store()
+    first = store.create("one", "m1", "f1", DIM)
+    # Creating an existing collection returns it unchanged: the first creator wins.
+    assert store.create("one", "m2", "f2", 8) == first
+    store.create("two", "m2", "f2", 8, index_kind="hnsw")
+    store.upsert("one", ["x", "y"], unit_vectors(2))
+    assert [(c.name, c.model, c.dimension, c.index_kind, c.size) for c in store.list()] == [
+        ("one", "m1", DIM, "flat-ip", 2), ("two", "m2", 8, "hnsw", 0)]
+    assert store.drop("one") and not store.drop("one") and store.get("one") is None
+    with pytest.raises(CollectionNotFound):
+        store.search("one", unit_vectors(1)[0], 1)
+    # The name is free again, for another model and dimension.
+    store.create("one", "m3", "f3", 4)
+    assert store.get("one").size == 0 and store.get("one").dimension == 4
+    reopened = open_store()
+    assert [(c.name, c.model) for c in reopened.list()] == [("one", "m3"), ("two", "m2")]
 
 
-def test_a_torn_last_record_is_dropped_and_later_writes_survive(tmp_path):
-    store = open_store(tmp_path, snapshot_every=0)
-    c = store.get_or_create("a", "m", "fp", DIM)
-    v = unit_vectors(4)
-    c.upsert(["a", "b"], v[:2])
-    wal = tmp_path / "a" / "wal.log"
-    whole = encode_record({"lsn": 99, "op": "delete", "ids": ["a"]})
-    with open(wal, "ab") as fh:
-        fh.write(whole[: len(whole) - 3])  # the crash cut the last record short
-    reopened_store = open_store(tmp_path, snapshot_every=0)
-    reopened = reopened_store.get("a")
-    assert sorted(reopened.ids()) == ["a", "b"]
-    # The torn tail was cut off, so a record written now is not hidden behind it.
-    reopened.upsert(["c"], v[2:3])
-    records, good = read_records(wal)
-    assert good == wal.stat().st_size and [r["op"] for r in records] == ["upsert", "upsert"]
-    assert sorted(open_store(tmp_path).get("a").ids()) == ["a", "b", "c"]
+def test_items_gives_back_every_vector_in_batches(open_store):
+    store = open_store()
+    store.create("a", "m", "fp", DIM)
+    v = unit_vectors(40, seed=5)
+    store.upsert("a", [f"k{i:02d}" for i in range(40)], v, [{"i": str(i)} for i in range(40)])
+    batches = list(store.items("a", batch_size=16))
+    assert [len(b) for b in batches] == [16, 16, 8]
+    got = {item.id: item for batch in batches for item in batch}
+    assert len(got) == 40
+    for i in range(40):
+        np.testing.assert_allclose(got[f"k{i:02d}"].vector, v[i], atol=1e-6)
+        assert got[f"k{i:02d}"].metadata == {"i": str(i)}
 
 
-def test_a_record_with_a_bad_checksum_ends_the_replay(tmp_path):
-    store = open_store(tmp_path, snapshot_every=0)
-    c = store.get_or_create("a", "m", "fp", DIM)
-    c.upsert(["a"], unit_vectors(1))
-    wal = tmp_path / "a" / "wal.log"
-    bad = bytearray(encode_record({"lsn": 2, "op": "delete", "ids": ["a"]}))
-    bad[-2] ^= 0xFF
-    with open(wal, "ab") as fh:
-        fh.write(bytes(bad))
-    assert open_store(tmp_path).get("a").ids() == ["a"]
-
-
-def test_collections_are_independent_and_keep_their_own_settings(tmp_path):
-    flat = open_store(tmp_path, "flat-ip")
-    flat.get_or_create("one", "m1", "f1", DIM).upsert(["x"], unit_vectors(1))
-    flat.close()
-    hnsw = open_store(tmp_path, "hnsw")  # the kind applies to new collections only
-    two = hnsw.get_or_create("two", "m2", "f2", 8)
-    two.upsert(["y", "z"], np.eye(8, dtype=np.float32)[:2])
-    assert hnsw.get("one").info.index_kind == "flat-ip" and two.info.index_kind == "hnsw"
-    assert hnsw.get("one").ids() == ["x"] and sorted(two.ids()) == ["y", "z"]
-    hnsw.close()
-    again = open_store(tmp_path)
-    assert again.names() == ["one", "two"]
-    assert json.loads((tmp_path / "two" / "collection.json").read_text())["info"]["model"] == "m2"
-    assert again.get("two").info.dimension == 8
-
-
-def test_hnsw_tombstones_are_skipped_and_rebuilt_away(tmp_path):
-    store = open_store(tmp_path, "hnsw", snapshot_every=0)
-    c = store.get_or_create("h", "m", "fp", DIM)
-    v = unit_vectors(200, seed=1)
-    c.upsert([f"id{i}" for i in range(200)], v)
-    c.delete([f"id{i}" for i in range(0, 200, 2)])  # half dead
-    hits = c.search(v[2], 5)
-    assert len(hits) == 5 and all(int(h.id[2:]) % 2 == 1 for h in hits)
-    assert c.search(v[3], 1)[0].id == "id3"
-    c.snapshot()  # more than a quarter dead: the graph is rebuilt without them
-    reopened = open_store(tmp_path, "hnsw").get("h")
-    assert reopened._index.ntotal == 100 and not reopened._dead
-    assert reopened.search(v[3], 1)[0].id == "id3"
-    assert len(reopened.search(v[3], 10_000)) == 100
-
-
-def test_concurrent_writers_lose_nothing(tmp_path):
-    store = open_store(tmp_path, snapshot_every=5)
-    c = store.get_or_create("a", "m", "fp", DIM)
+def test_concurrent_writers_lose_nothing(open_store):
+    store = open_store(snapshot_every=5)
+    store.create("a", "m", "fp", DIM)
     v = unit_vectors(160)
+    errors = []
 
     def writer(w: int) -> None:
-        for i in range(20):
-            k = w * 20 + i
-            c.upsert([f"w{w}-{i}"], v[k:k + 1])
-            c.search(v[k], 3)
+        try:
+            for i in range(20):
+                k = w * 20 + i
+                store.upsert("a", [f"w{w}-{i}", "shared"], v[[k, w]], [{"w": str(w)}, {"w": str(w)}])
+                store.search("a", v[k], 3)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert c.size == 160
-    assert len(open_store(tmp_path).get("a").ids()) == 160
+    assert not errors, errors[:3]
+    assert store.get("a").size == 161  # 160 own ids plus the one they all replace
+    assert len(contents(open_store(), "a")) == 161

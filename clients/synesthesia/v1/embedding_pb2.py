@@ -26,7 +26,7 @@ from synesthesia.v1 import common_pb2 as synesthesia_dot_v1_dot_common__pb2
 from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynesthesia/v1/embedding.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"1\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"O\n\x12\x45mbedTextsResponse\x12*\n\nembeddings\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"J\n\x12\x45mbedImagesRequest\x12%\n\x06images\x18\x01 \x03(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\"P\n\x13\x45mbedImagesResponse\x12*\n\nembeddings\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"\xbc\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x15.synesthesia.v1.ImageH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x34\n\x08metadata\x18\x04 \x03(\x0b\x32\".synesthesia.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x63ontent\"W\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.synesthesia.v1.Item\x12\r\n\x05model\x18\x03 \x01(\t\"A\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x63ollection_size\x18\x02 \x01(\x03\"s\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x15.synesthesia.v1.ImageH\x00\x12\r\n\x05top_k\x18\x04 \x01(\x05\x42\x07\n\x05query\"\x92\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.synesthesia.v1.SearchHit.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.SearchHit\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"@\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x63ollection_size\x18\x02 \x01(\x03\"*\n\x14GetCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"o\n\x15GetCollectionResponse\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x12\n\nindex_kind\x18\x05 \x01(\t\"\x1c\n\x1aListEmbeddingModelsRequest\"H\n\x1bListEmbeddingModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xef\x06\n\tEmbedding\x12S\n\nEmbedTexts\x12!.synesthesia.v1.EmbedTextsRequest\x1a\".synesthesia.v1.EmbedTextsResponse\x12V\n\x0b\x45mbedImages\x12\".synesthesia.v1.EmbedImagesRequest\x1a#.synesthesia.v1.EmbedImagesResponse\x12G\n\x06Upsert\x12\x1d.synesthesia.v1.UpsertRequest\x1a\x1e.synesthesia.v1.UpsertResponse\x12G\n\x06Search\x12\x1d.synesthesia.v1.SearchRequest\x1a\x1e.synesthesia.v1.SearchResponse\x12G\n\x06\x44\x65lete\x12\x1d.synesthesia.v1.DeleteRequest\x1a\x1e.synesthesia.v1.DeleteResponse\x12\\\n\rGetCollection\x12$.synesthesia.v1.GetCollectionRequest\x1a%.synesthesia.v1.GetCollectionResponse\x12\x65\n\nListModels\x12*.synesthesia.v1.ListEmbeddingModelsRequest\x1a+.synesthesia.v1.ListEmbeddingModelsResponse\x12Y\n\x0c\x45xplainMatch\x12#.synesthesia.v1.ExplainMatchRequest\x1a$.synesthesia.v1.ExplainMatchResponse\x12\\\n\rItemNeighbors\x12$.synesthesia.v1.ItemNeighborsRequest\x1a%.synesthesia.v1.ItemNeighborsResponse\x12\\\n\rMapCollection\x12$.synesthesia.v1.MapCollectionRequest\x1a%.synesthesia.v1.MapCollectionResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynesthesia/v1/embedding.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"1\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"O\n\x12\x45mbedTextsResponse\x12*\n\nembeddings\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"J\n\x12\x45mbedImagesRequest\x12%\n\x06images\x18\x01 \x03(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\"P\n\x13\x45mbedImagesResponse\x12*\n\nembeddings\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\r\n\x05model\x18\x02 \x01(\t\"\xbc\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x15.synesthesia.v1.ImageH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x34\n\x08metadata\x18\x04 \x03(\x0b\x32\".synesthesia.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x63ontent\"W\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.synesthesia.v1.Item\x12\r\n\x05model\x18\x03 \x01(\t\"A\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x63ollection_size\x18\x02 \x01(\x03\"\xf6\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x15.synesthesia.v1.ImageH\x00\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12J\n\x0fmetadata_filter\x18\x05 \x03(\x0b\x32\x31.synesthesia.v1.SearchRequest.MetadataFilterEntry\x1a\x35\n\x13MetadataFilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05query\"\x92\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x39\n\x08metadata\x18\x03 \x03(\x0b\x32\'.synesthesia.v1.SearchHit.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.SearchHit\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"@\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x63ollection_size\x18\x02 \x01(\x03\"*\n\x14GetCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"o\n\x15GetCollectionResponse\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x12\n\nindex_kind\x18\x05 \x01(\t\"\x18\n\x16ListCollectionsRequest\"U\n\x17ListCollectionsResponse\x12:\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32%.synesthesia.v1.GetCollectionResponse\"+\n\x15\x44ropCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\".\n\x16\x44ropCollectionResponse\x12\x14\n\x0c\x64ropped_size\x18\x01 \x01(\x03\"\x1c\n\x1aListEmbeddingModelsRequest\"H\n\x1bListEmbeddingModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xb4\x08\n\tEmbedding\x12S\n\nEmbedTexts\x12!.synesthesia.v1.EmbedTextsRequest\x1a\".synesthesia.v1.EmbedTextsResponse\x12V\n\x0b\x45mbedImages\x12\".synesthesia.v1.EmbedImagesRequest\x1a#.synesthesia.v1.EmbedImagesResponse\x12G\n\x06Upsert\x12\x1d.synesthesia.v1.UpsertRequest\x1a\x1e.synesthesia.v1.UpsertResponse\x12G\n\x06Search\x12\x1d.synesthesia.v1.SearchRequest\x1a\x1e.synesthesia.v1.SearchResponse\x12G\n\x06\x44\x65lete\x12\x1d.synesthesia.v1.DeleteRequest\x1a\x1e.synesthesia.v1.DeleteResponse\x12\\\n\rGetCollection\x12$.synesthesia.v1.GetCollectionRequest\x1a%.synesthesia.v1.GetCollectionResponse\x12\x62\n\x0fListCollections\x12&.synesthesia.v1.ListCollectionsRequest\x1a\'.synesthesia.v1.ListCollectionsResponse\x12_\n\x0e\x44ropCollection\x12%.synesthesia.v1.DropCollectionRequest\x1a&.synesthesia.v1.DropCollectionResponse\x12\x65\n\nListModels\x12*.synesthesia.v1.ListEmbeddingModelsRequest\x1a+.synesthesia.v1.ListEmbeddingModelsResponse\x12Y\n\x0c\x45xplainMatch\x12#.synesthesia.v1.ExplainMatchRequest\x1a$.synesthesia.v1.ExplainMatchResponse\x12\\\n\rItemNeighbors\x12$.synesthesia.v1.ItemNeighborsRequest\x1a%.synesthesia.v1.ItemNeighborsResponse\x12\\\n\rMapCollection\x12$.synesthesia.v1.MapCollectionRequest\x1a%.synesthesia.v1.MapCollectionResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.synesthesia.v1P\001Z\034synesthesia/v1;synesthesiav1'
   _globals['_ITEM_METADATAENTRY']._loaded_options = None
   _globals['_ITEM_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_SEARCHREQUEST_METADATAFILTERENTRY']._loaded_options = None
+  _globals['_SEARCHREQUEST_METADATAFILTERENTRY']._serialized_options = b'8\001'
   _globals['_SEARCHHIT_METADATAENTRY']._loaded_options = None
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_EMBEDTEXTSREQUEST']._serialized_start=109
@@ -54,26 +56,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTREQUEST']._serialized_end=677
   _globals['_UPSERTRESPONSE']._serialized_start=679
   _globals['_UPSERTRESPONSE']._serialized_end=744
-  _globals['_SEARCHREQUEST']._serialized_start=746
-  _globals['_SEARCHREQUEST']._serialized_end=861
-  _globals['_SEARCHHIT']._serialized_start=864
-  _globals['_SEARCHHIT']._serialized_end=1010
+  _globals['_SEARCHREQUEST']._serialized_start=747
+  _globals['_SEARCHREQUEST']._serialized_end=993
+  _globals['_SEARCHREQUEST_METADATAFILTERENTRY']._serialized_start=931
+  _globals['_SEARCHREQUEST_METADATAFILTERENTRY']._serialized_end=984
+  _globals['_SEARCHHIT']._serialized_start=996
+  _globals['_SEARCHHIT']._serialized_end=1142
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=530
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=577
-  _globals['_SEARCHRESPONSE']._serialized_start=1012
-  _globals['_SEARCHRESPONSE']._serialized_end=1069
-  _globals['_DELETEREQUEST']._serialized_start=1071
-  _globals['_DELETEREQUEST']._serialized_end=1119
-  _globals['_DELETERESPONSE']._serialized_start=1121
-  _globals['_DELETERESPONSE']._serialized_end=1185
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1187
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1229
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1231
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1342
-  _globals['_LISTEMBEDDINGMODELSREQUEST']._serialized_start=1344
-  _globals['_LISTEMBEDDINGMODELSREQUEST']._serialized_end=1372
-  _globals['_LISTEMBEDDINGMODELSRESPONSE']._serialized_start=1374
-  _globals['_LISTEMBEDDINGMODELSRESPONSE']._serialized_end=1446
-  _globals['_EMBEDDING']._serialized_start=1449
-  _globals['_EMBEDDING']._serialized_end=2328
+  _globals['_SEARCHRESPONSE']._serialized_start=1144
+  _globals['_SEARCHRESPONSE']._serialized_end=1201
+  _globals['_DELETEREQUEST']._serialized_start=1203
+  _globals['_DELETEREQUEST']._serialized_end=1251
+  _globals['_DELETERESPONSE']._serialized_start=1253
+  _globals['_DELETERESPONSE']._serialized_end=1317
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1319
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1361
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1363
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1474
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1476
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1500
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1502
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1587
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1589
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1632
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1634
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1680
+  _globals['_LISTEMBEDDINGMODELSREQUEST']._serialized_start=1682
+  _globals['_LISTEMBEDDINGMODELSREQUEST']._serialized_end=1710
+  _globals['_LISTEMBEDDINGMODELSRESPONSE']._serialized_start=1712
+  _globals['_LISTEMBEDDINGMODELSRESPONSE']._serialized_end=1784
+  _globals['_EMBEDDING']._serialized_start=1787
+  _globals['_EMBEDDING']._serialized_end=2863
 # @@protoc_insertion_point(module_scope)

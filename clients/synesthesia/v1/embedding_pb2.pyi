@@ -78,16 +78,25 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted_count: _Optional[int] = ..., collection_size: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "image", "top_k")
+    __slots__ = ("collection", "text", "image", "top_k", "metadata_filter")
+    class MetadataFilterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     image: _common_pb2.Image
     top_k: int
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    metadata_filter: _containers.ScalarMap[str, str]
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ..., metadata_filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("id", "score", "metadata")
@@ -147,6 +156,28 @@ class GetCollectionResponse(_message.Message):
     model: str
     index_kind: str
     def __init__(self, collection: _Optional[str] = ..., size: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ...) -> None: ...
+
+class ListCollectionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCollectionsResponse(_message.Message):
+    __slots__ = ("collections",)
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedCompositeFieldContainer[GetCollectionResponse]
+    def __init__(self, collections: _Optional[_Iterable[_Union[GetCollectionResponse, _Mapping]]] = ...) -> None: ...
+
+class DropCollectionRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class DropCollectionResponse(_message.Message):
+    __slots__ = ("dropped_size",)
+    DROPPED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    dropped_size: int
+    def __init__(self, dropped_size: _Optional[int] = ...) -> None: ...
 
 class ListEmbeddingModelsRequest(_message.Message):
     __slots__ = ()

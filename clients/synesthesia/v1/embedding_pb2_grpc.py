@@ -66,6 +66,16 @@ class EmbeddingStub:
                 request_serializer=synesthesia_dot_v1_dot_embedding__pb2.GetCollectionRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.GetCollectionResponse.FromString,
                 _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/synesthesia.v1.Embedding/ListCollections',
+                request_serializer=synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DropCollection = channel.unary_unary(
+                '/synesthesia.v1.Embedding/DropCollection',
+                request_serializer=synesthesia_dot_v1_dot_embedding__pb2.DropCollectionRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.DropCollectionResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/synesthesia.v1.Embedding/ListModels',
                 request_serializer=synesthesia_dot_v1_dot_embedding__pb2.ListEmbeddingModelsRequest.SerializeToString,
@@ -135,6 +145,20 @@ class EmbeddingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCollections(self, request, context):
+        """Lists every collection of the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCollection(self, request, context):
+        """Removes a collection and all its items for good.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the loaded embedding models.
         """
@@ -195,6 +219,16 @@ def add_EmbeddingServicer_to_server(servicer, server):
                     servicer.GetCollection,
                     request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.GetCollectionRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_embedding__pb2.GetCollectionResponse.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DropCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCollection,
+                    request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.DropCollectionRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_embedding__pb2.DropCollectionResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -380,6 +414,60 @@ class Embedding:
             '/synesthesia.v1.Embedding/GetCollection',
             synesthesia_dot_v1_dot_embedding__pb2.GetCollectionRequest.SerializeToString,
             synesthesia_dot_v1_dot_embedding__pb2.GetCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/ListCollections',
+            synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsRequest.SerializeToString,
+            synesthesia_dot_v1_dot_embedding__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/DropCollection',
+            synesthesia_dot_v1_dot_embedding__pb2.DropCollectionRequest.SerializeToString,
+            synesthesia_dot_v1_dot_embedding__pb2.DropCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
