@@ -464,15 +464,15 @@ class _Collection:
 class FaissStore(CollectionStore):
     """Every collection under `root`, loaded on start. One process at a time (a lock file says so)."""
 
-    setting = "SYN_EMBEDDING_STORE"
-
     def __init__(self, root: str | Path, index_kind: str = "flat-ip", snapshot_every: int = 1000,
-                 snapshot_interval_s: float = 0.0, hnsw_m: int = 32, hnsw_ef_search: int = 64) -> None:
+                 snapshot_interval_s: float = 0.0, hnsw_m: int = 32, hnsw_ef_search: int = 64,
+                 setting: str = "SYN_EMBEDDING_STORE") -> None:
         if index_kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {index_kind!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.location = str(self.root.resolve())
+        self.setting = setting  # the SYN_* setting that named root, for messages
         self.index_kind = index_kind
         self.snapshot_every = snapshot_every
         self.hnsw_m = hnsw_m

@@ -120,6 +120,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.hf_name = settings.env("EMBEDDING_HF_NAME", "").strip()
         self.index_dir = settings.env("EMBEDDING_INDEX_DIR", "run/index")
         self.store_url = settings.env("EMBEDDING_STORE", "").strip() or self.index_dir
+        self.store_setting = "SYN_EMBEDDING_STORE" if self.store_url != self.index_dir else "SYN_EMBEDDING_INDEX_DIR"
         self.index_kind = settings.env("EMBEDDING_INDEX_KIND", "flat-ip").strip()
         if self.index_kind not in INDEX_KINDS:
             raise SystemExit(f"SYN_EMBEDDING_INDEX_KIND={self.index_kind!r}: use one of {', '.join(INDEX_KINDS)}")
@@ -160,7 +161,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.store = open_store(self.store_url, index_kind=self.index_kind, snapshot_every=self.snapshot_every,
                                 snapshot_interval_s=self.snapshot_interval_s, hnsw_m=self.hnsw_m,
                                 hnsw_ef_search=self.hnsw_ef_search, pool_size=self.pool_size,
-                                timeout_s=self.store_timeout_s)
+                                timeout_s=self.store_timeout_s, setting=self.store_setting)
         try:
             names = [c.name for c in self.store.list()]
             log.info("collection store %s: %d collections (%s)", self.store.location, len(names),

@@ -97,14 +97,14 @@ def _vectors(count: int, seed: int = 0) -> np.ndarray:
 
 def _build_index_dir(root: Path, kind: str, vectors: np.ndarray) -> None:
     from models.training import read_manifest
-    from services.embedding.collections import CollectionStore
+    from services.embedding.faiss_store import FaissStore
 
-    store = CollectionStore(root, kind, snapshot_every=0)
-    collection = store.get_or_create("bench", "embedding", read_manifest()["embedding"]["sha256"], DIM)
+    store = FaissStore(root, kind, snapshot_every=0)
+    store.create("bench", "embedding", read_manifest()["embedding"]["sha256"], DIM)
     for start in range(0, len(vectors), 10_000):
         chunk = vectors[start:start + 10_000]
-        collection.upsert([f"v{start + i}" for i in range(len(chunk))], chunk,
-                          [{"n": str(start + i)} for i in range(len(chunk))])
+        store.upsert("bench", [f"v{start + i}" for i in range(len(chunk))], chunk,
+                     [{"n": str(start + i)} for i in range(len(chunk))])
     store.close()  # writes the snapshot the server loads
 
 

@@ -127,3 +127,9 @@ def open_store(store_url):
         # now would snapshot its stale state over the newer one's. Connections are closed always.
         if store is opened[-1] or not isinstance(store, FaissStore):
             store.close()
+
+
+def store_env(url: str, **env) -> dict[str, str]:
+    """Service environment for a collection store URL (a directory or postgresql://...)."""
+    return {"SYN_EMBEDDING_STORE": url, "SYN_EMBEDDING_STORE_TIMEOUT_S": "2",
+            **{f"SYN_EMBEDDING_{k.upper()}": str(v) for k, v in env.items()}}
