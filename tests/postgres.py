@@ -10,6 +10,7 @@ root (CI) the server runs as the `postgres` user, or `nobody`, on a data directo
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import pwd
@@ -56,6 +57,39 @@ def _server_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root and neither a 'postgres' nor a 'nobody' account exists")
 
 
+_copies: dict[Path, Path] = {}
+
+
+def runnable_bindir(bindir: Path) -> Path:
+    """`bindir`, or a world-readable copy of its installation when the server account cannot reach it
+    (a checkout under a root-only directory). PostgreSQL finds its lib/ and share/ beside bin/; the
+    wheel's binaries find their bundled libraries at $ORIGIN/../../../<package>.libs, copied alike."""
+    account = _server_user()
+    if account is None or bindir in _copies:
+        return _copies.get(bindir, bindir)
+
+    def demote() -> None:
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+
+    try:
+        subprocess.run([str(bindir / "postgres"), "--version"], check=True, capture_output=True, preexec_fn=demote)
+        return bindir
+    except (OSError, subprocess.CalledProcessError):
+        copy = Path(tempfile.mkdtemp(prefix="syn-pg-install-"))
+        atexit.register(shutil.rmtree, copy, True)
+        prefix, package = bindir.parent, bindir.parent.parent
+        shutil.copytree(prefix, copy / package.name / prefix.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
+        for directory in [copy, *copy.rglob("*")]:
+            if directory.is_dir():
+                os.chmod(directory, 0o755)
+        _copies[bindir] = copy / package.name / prefix.name / bindir.name
+        return _copies[bindir]
+
+
 @dataclass
 class PostgresServer:
     """One server on 127.0.0.1:port with a fresh data directory; `url` for clients."""
@@ -90,6 +124,7 @@ class PostgresServer:
                        preexec_fn=self._as_server_user(), cwd=self.root)
 
     def init(self) -> "PostgresServer":
+        self.bindir = runnable_bindir(self.bindir)
         account = _server_user()
         if account is not None:
             os.chmod(self.root, 0o755)

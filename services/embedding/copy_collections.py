@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open_store(args.source) as source, open_store(args.dest) as dest:
+            dest.list()  # reachable and readable, before anything is read from the source
             names = args.collection or [info.name for info in source.list()]
             for name in names:
                 done = copy_collection(source, dest, name, args.batch_size, args.index_kind)
