@@ -466,13 +466,9 @@ class FaissStore(CollectionStore):
 
     def __init__(self, root: str | Path, index_kind: str = "flat-ip", snapshot_every: int = 1000,
                  snapshot_interval_s: float = 0.0, hnsw_m: int = 32, hnsw_ef_search: int = 64,
-                 setting: str = "SYN_EMBEDDING_STORE", faiss_threads: int = 1) -> None:
+                 setting: str = "SYN_EMBEDDING_STORE") -> None:
         if index_kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {index_kind!r}")
-        if faiss_threads > 0:
-            # One query at a time gains little from OpenMP, and on a busy host its threads contend
-            # (searches measured 10x slower with FAISS's default of one thread per core). Per process.
-            faiss.omp_set_num_threads(faiss_threads)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.location = str(self.root.resolve())

@@ -23,8 +23,7 @@ or postgresql://user:password@host:port/database), SYN_EMBEDDING_INDEX_KIND (fla
 or hnsw, for new collections), SYN_EMBEDDING_SNAPSHOT_EVERY (FAISS: log records
 between snapshots, default 1000), SYN_EMBEDDING_SNAPSHOT_INTERVAL_S (FAISS: snapshot
 pending writes this often, default 30), SYN_EMBEDDING_HNSW_M (default 32),
-SYN_EMBEDDING_HNSW_EF_SEARCH (default 64), SYN_EMBEDDING_FAISS_THREADS (OpenMP threads
-for FAISS, default 1; 0 = FAISS's default), SYN_EMBEDDING_STORE_POOL_SIZE
+SYN_EMBEDDING_HNSW_EF_SEARCH (default 64), SYN_EMBEDDING_STORE_POOL_SIZE
 (PostgreSQL connections, default 8), SYN_EMBEDDING_STORE_TIMEOUT_S (PostgreSQL:
 connecting and each statement, default 10).
 """
@@ -129,7 +128,6 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.snapshot_interval_s = float(settings.env("EMBEDDING_SNAPSHOT_INTERVAL_S", "30"))
         self.hnsw_m = int(settings.env("EMBEDDING_HNSW_M", "32"))
         self.hnsw_ef_search = int(settings.env("EMBEDDING_HNSW_EF_SEARCH", "64"))
-        self.faiss_threads = int(settings.env("EMBEDDING_FAISS_THREADS", "1"))
         self.pool_size = int(settings.env("EMBEDDING_STORE_POOL_SIZE", "8"))
         self.store_timeout_s = float(settings.env("EMBEDDING_STORE_TIMEOUT_S", "10"))
         self.models: dict[str, Backend] = {}
@@ -163,8 +161,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.store = open_store(self.store_url, index_kind=self.index_kind, snapshot_every=self.snapshot_every,
                                 snapshot_interval_s=self.snapshot_interval_s, hnsw_m=self.hnsw_m,
                                 hnsw_ef_search=self.hnsw_ef_search, pool_size=self.pool_size,
-                                timeout_s=self.store_timeout_s, setting=self.store_setting,
-                                faiss_threads=self.faiss_threads)
+                                timeout_s=self.store_timeout_s, setting=self.store_setting)
         try:
             names = [c.name for c in self.store.list()]
             log.info("collection store %s: %d collections (%s)", self.store.location, len(names),
