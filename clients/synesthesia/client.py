@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synesthesia.pictures import png_bytes
@@ -148,6 +149,17 @@ class Client:
     def delete(self, ids: list[str], *, collection: str = "default"):
         return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Delete(
             embedding_pb2.DeleteRequest(collection=collection, ids=ids), **self._kw())
+
+    def models(self) -> dict[str, list[common_pb2.ModelInfo]]:
+        """{service name: its loaded models}, from each upstream's ListModels through the gateway."""
+        out = {}
+        for name, service in SERVICES.items():
+            method = service.descriptor().methods_by_name.get("ListModels")
+            if method is None:
+                continue
+            request = message_factory.GetMessageClass(method.input_type)()
+            out[name] = list(service.stub(self._channel("gateway")).ListModels(request, **self._kw()).models)
+        return out
 
     # -- operations ------------------------------------------------------------------------------------
     def health(self, timeout_s: float = 3.0) -> dict[str, dict[str, str]]:

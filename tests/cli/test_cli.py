@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import soundfile
+from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.pictures import png_bytes
@@ -107,10 +110,97 @@ def test_index_then_search(files, env):
 def test_exit_codes_follow_the_status(files, env):
     folder, _ = files
     bad = syn("caption", str(folder / "junk.png"), env=env)
-    assert bad.returncode == 3 and "INVALID_ARGUMENT" in bad.stderr and "image.data" in bad.stderr
+    # The message names what the user typed (the argument and its file), not the request field.
+    assert bad.returncode == 3 and "INVALID_ARGUMENT" in bad.stderr and f"IMAGE {folder / 'junk.png'}" in bad.stderr
     missing = syn("translate", str(folder / "scene.png"), "--model", "nope", env=env)
     assert missing.returncode == 4 and "NOT_FOUND" in missing.stderr
     ok = syn("--json", "health", env=env)
     assert ok.returncode == 0 and {v["status"] for v in json.loads(ok.stdout).values()} == {"SERVING"}
     dead = syn("health", env=env | {"SYN_TARGET": f"127.0.0.1:{free_port()}"})
     assert dead.returncode == 5
+
+
+def test_version():
+    result = syn("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"syn (synesthesia-client) {version('synesthesia-client')}"
+
+
+def test_json_after_the_command_and_errors_as_json_naming_the_flag(env):
+    result = syn("imagine", "a red circle", "-n", "99", "--json", env=env)
+    assert result.returncode == 3
+    error = json.loads(result.stdout)["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and error["message"].startswith("-n: ")
+    assert "image_count" not in error["message"] and error["field_violations"][0]["flag"] == "-n"
+    plain = syn("imagine", "a red circle", "-n", "99", env=env)
+    assert plain.returncode == 3 and "-n: " in plain.stderr and "image_count" not in plain.stderr
+    usage = syn("caption", "/no/such/file.png", "--json", env=env)
+    assert usage.returncode == 2 and json.loads(usage.stdout)["error"]["status"] == "USAGE"
+
+
+def test_a_service_as_target_gets_a_hint(files, env, upstream_targets):
+    folder, _ = files
+    result = syn("--target", upstream_targets["captioning"], "caption", str(folder / "scene.png"))
+    assert result.returncode == 1 and "UNIMPLEMENTED" in result.stderr
+    assert "gateway" in result.stderr.split("hint", 1)[1]
+
+
+def test_index_skips_undecodable_files_with_one_warning_each(files, env, tmp_path):
+    folder, _ = files
+    mixed = tmp_path / "mixed"
+    shutil.copytree(folder / "gallery", mixed)
+    (mixed / "junk.png").write_bytes(b"not an image")
+    (mixed / "sub").mkdir()
+    (mixed / "sub" / "cut.png").write_bytes((folder / "gallery" / "g0.png").read_bytes()[:60])
+    result = syn("index", str(mixed), "--collection", "cli-mixed", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["indexed"] == 6 and payload["collection_size"] == 6
+    assert sorted(s["path"] for s in payload["skipped"]) == [str(mixed / "junk.png"), str(mixed / "sub" / "cut.png")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: skipped ")]
+    assert len(warnings) == 2 and any(str(mixed / "junk.png") in w for w in warnings)
+    plain = syn("index", str(mixed), "--collection", "cli-mixed", env=env)
+    assert plain.returncode == 0 and "indexed 6 images into cli-mixed (6 items); skipped 2 files" in plain.stdout
+
+    deleted = syn("--json", "delete", "g2.png", "g3.png", "nope.png", "--collection", "cli-mixed", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"collection": "cli-mixed", "deleted": 2, "collection_size": 4}
+    found = syn("--json", "search", "--image", str(mixed / "g2.png"), "--collection", "cli-mixed", env=env)
+    assert "g2.png" not in {h["id"] for h in json.loads(found.stdout)["hits"]}
+
+
+def test_run_writes_every_image_output_and_prints_its_path(files, env, tmp_path):
+    folder, _ = files
+    if not all((checkpoints() / f"{m}.safetensors").exists() for m in ("text2image", "day2night")):
+        pytest.skip("the example pipeline needs the text2image and day2night checkpoints")
+    out = tmp_path / "run"
+    result = syn("--out", str(out), "run", "docs/examples/pipeline.yaml", "--input", f"scene={folder / 'scene.png'}",
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.split()
+    assert sorted(printed) == sorted(str(p) for p in out.iterdir()) and len(printed) == 2
+    assert all(Image.open(p).size == (64, 64) for p in printed)
+    as_json = syn("--json", "--out", str(out), "run", "docs/examples/pipeline.yaml", "--input",
+                  f"scene={folder / 'scene.png'}", env=env)
+    night = next(e for e in json.loads(as_json.stdout) if e["step"] == "night" and e["state"] == "finished")
+    assert night["output"]["image"] == {"path": str(out / "night.image.png")} and night["files"]
+
+
+def test_models_listen_overlay_and_uncut_paths(files, env, tmp_path):
+    folder, _ = files
+    models = syn("models", "--json", env=env)
+    assert models.returncode == 0, models.stderr
+    rows = json.loads(models.stdout)
+    assert {"captioning", "generation", "audio", "embedding"} <= {r["service"] for r in rows}
+    assert sum(r["default"] for r in rows if r["service"] == "captioning") == 1
+
+    heard = syn("--json", "--out", str(tmp_path), "listen", str(folder / "scene.png"), str(folder / "sound.wav"),
+                env=env)
+    assert min(Image.open(json.loads(heard.stdout)["overlay"]).size) >= 512  # readable, not a 64 px thumbnail
+
+    if (checkpoints() / "text2image.safetensors").exists():
+        deep = tmp_path / "a" / "rather" / "deep" / "folder" / "for" / "the" / "pictures"
+        table = syn("--out", str(deep), "imagine", "a small blue square", "-n", "1", "--seed", "0",
+                    env=env | {"COLUMNS": "40"})
+        assert table.returncode == 0, table.stderr
+        written = next(deep.iterdir())
+        assert str(written) in table.stdout  # whole, on one line, however narrow the terminal
