@@ -150,6 +150,14 @@ class Client:
         return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Delete(
             embedding_pb2.DeleteRequest(collection=collection, ids=ids), **self._kw())
 
+    def collections(self):
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).ListCollections(
+            embedding_pb2.ListCollectionsRequest(), **self._kw())
+
+    def drop(self, collection: str):
+        return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).DropCollection(
+            embedding_pb2.DropCollectionRequest(collection=collection), **self._kw())
+
     def models(self) -> dict[str, list[common_pb2.ModelInfo]]:
         """{service name: its loaded models}, from each upstream's ListModels through the gateway."""
         out = {}

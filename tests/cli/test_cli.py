@@ -167,6 +167,15 @@ def test_index_skips_undecodable_files_with_one_warning_each(files, env, tmp_pat
     found = syn("--json", "search", "--image", str(mixed / "g2.png"), "--collection", "cli-mixed", env=env)
     assert "g2.png" not in {h["id"] for h in json.loads(found.stdout)["hits"]}
 
+    listed = syn("collections", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {"collection": "cli-mixed", "size": 4} == {k: v for k, v in next(
+        c for c in json.loads(listed.stdout) if c["collection"] == "cli-mixed").items() if k in ("collection", "size")}
+    assert "cli-mixed" in syn("collections", env=env).stdout
+    dropped = syn("delete", "--all", "--collection", "cli-mixed", env=env)
+    assert dropped.returncode == 0 and "dropped cli-mixed (4 items)" in dropped.stdout, dropped.stderr
+    assert "cli-mixed" not in {c["collection"] for c in json.loads(syn("--json", "collections", env=env).stdout)}
+
 
 def test_run_writes_every_image_output_and_prints_its_path(files, env, tmp_path):
     folder, _ = files

@@ -489,17 +489,48 @@ def models() -> None:
 
 
 @app.command()
-@rpc(flags={"ids": "ID", "collection": "--collection"})
-def delete(ids: list[str] = typer.Argument(..., help="ids to remove (as `syn index` named them)"),
-           collection: str = typer.Option("default")) -> None:
-    """Remove items from a collection by id."""
+@rpc
+def collections() -> None:
+    """Every collection of the embedding store: size, dimension, model and index."""
     with state.client() as client:
-        reply = client.delete(ids, collection=collection)
+        listed = client.collections().collections
+    rows = [{"collection": c.collection, "size": c.size, "dimension": c.dimension, "model": c.model,
+             "index": c.index_kind} for c in listed]
     if state.as_json:
-        return emit_json({"collection": collection, "deleted": reply.deleted_count,
-                          "collection_size": reply.collection_size})
-    console.print(f"deleted {reply.deleted_count} of {len(ids)} ids from {collection} "
-                  f"({reply.collection_size} items left)", highlight=False, soft_wrap=True)
+        return emit_json(rows)
+    if not rows:
+        console.print("no collections yet (syn index FOLDER --collection NAME makes one)", highlight=False)
+        return
+    cells = [[r["collection"], str(r["size"]), str(r["dimension"]), r["model"], r["index"]] for r in rows]
+    headers = ["collection", "items", "dimension", "model", "index"]
+    table = Table(*(uncut_column(h, [c[i] for c in cells]) for i, h in enumerate(headers)))
+    for row in cells:
+        table.add_row(*row)
+    print_uncut(table)
+
+
+@app.command()
+@rpc(flags={"ids": "ID", "collection": "--collection"})
+def delete(ids: list[str] = typer.Argument(None, help="ids to remove (as `syn index` named them)"),
+           collection: str = typer.Option("default"),
+           drop: bool = typer.Option(False, "--all", help="remove the whole collection instead")) -> None:
+    """Remove items from a collection by id, or (--all) the whole collection."""
+    if bool(ids) == drop:
+        fail_usage("give the ids to delete, or --all to drop the collection (not both)")
+    with state.client() as client:
+        if drop:
+            dropped = client.drop(collection).dropped_size
+            result = {"collection": collection, "dropped": True, "deleted": dropped, "collection_size": 0}
+            text = f"dropped {collection} ({dropped} items)"
+        else:
+            reply = client.delete(ids, collection=collection)
+            result = {"collection": collection, "deleted": reply.deleted_count,
+                      "collection_size": reply.collection_size}
+            text = (f"deleted {reply.deleted_count} of {len(ids)} ids from {collection} "
+                    f"({reply.collection_size} items left)")
+    if state.as_json:
+        return emit_json(result)
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 @app.command()
