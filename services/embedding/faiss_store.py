@@ -99,6 +99,16 @@ _RECOVERED_FREE_BYTES = 1 << 20
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+# faiss.write_index reports a failed write (a full disk) as RuntimeError, not OSError.
+_SNAPSHOT_ERRORS = (OSError, RuntimeError)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
 class LogCorrupted(StoreError):
     """A log whose sequence numbers repeat or skip: refusing to guess which record is right."""
 
@@ -403,9 +413,9 @@ class _Collection:
         if self.store.snapshot_every and self._log_records >= self.store.snapshot_every:
             try:
                 self._snapshot()
-            except OSError as exc:  # the write is logged and acknowledged; the snapshot waits
+            except _SNAPSHOT_ERRORS as exc:  # the write is logged and acknowledged; the snapshot waits
                 log.warning("collection %s: snapshot failed (%s); the log keeps every write", self.name,
-                            os.strerror(exc.errno or 0))
+                            _reason(exc))
 
     def snapshot(self) -> bool:
         """Write a snapshot if the log holds records; True when one was written."""
@@ -453,9 +463,9 @@ class _Collection:
             if self._lsn != self._snapshot_lsn or self._log_records:
                 try:
                     self._snapshot()
-                except OSError as exc:  # the log still holds every write: nothing is lost
+                except _SNAPSHOT_ERRORS as exc:  # the log still holds every write: nothing is lost
                     log.warning("collection %s: snapshot at close failed (%s); the log will be replayed",
-                                self.name, os.strerror(exc.errno or 0))
+                                self.name, _reason(exc))
             os.close(self._log_fd)
 
 
