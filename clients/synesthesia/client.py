@@ -124,8 +124,10 @@ class Client:
                                         **self._kw())
 
     # -- the embedding and audio services (forwarded by the gateway) -----------------------------------
-    def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5):
-        request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k)
+    def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5,
+               where: Mapping[str, str] | None = None):
+        """Nearest items to a text or image; `where` keeps items whose metadata has each key=value."""
+        request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k, metadata_filter=dict(where or {}))
         if image is not None:
             request.image.CopyFrom(image_message(image))
         else:

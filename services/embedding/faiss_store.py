@@ -372,7 +372,7 @@ class _Collection:
                 if not allowed:
                     return []
                 if hnsw and len(allowed) <= _EXACT_FILTER_MAX:
-                    return self._exact(query, sorted(allowed), top_k)
+                    return self._exact(query, np.fromiter(allowed, dtype=np.int64, count=len(allowed)), top_k)
                 selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
                 want = min(top_k, len(allowed))
                 params = (faiss.SearchParametersHNSW(efSearch=max(self.store.hnsw_ef_search, want), sel=selector)
@@ -390,23 +390,23 @@ class _Collection:
                         break
             return hits
 
-    def _exact(self, query: np.ndarray, labels: list[int], top_k: int) -> list[Hit]:
-        vectors = np.stack([self._index.reconstruct(label) for label in labels])
-        scores = vectors @ query[0]
+    def _exact(self, query: np.ndarray, labels: np.ndarray, top_k: int) -> list[Hit]:
+        scores = self._index.reconstruct_batch(labels) @ query[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
-        return [Hit(self._items[labels[i]][0], float(scores[i]), dict(self._items[labels[i]][1])) for i in order]
+        entries = [self._items[int(labels[i])] for i in order]
+        return [Hit(id_, float(scores[i]), dict(metadata)) for i, (id_, metadata) in zip(order, entries)]
 
     def items(self, batch_size: int) -> Iterator[list[StoredItem]]:
         with self._lock:
             entries = [(label, id_, dict(m)) for label, (id_, m) in self._items.items()]
         for start in range(0, len(entries), batch_size):
-            batch = []
             with self._lock:
-                for label, id_, metadata in entries[start:start + batch_size]:
-                    if self._labels.get(id_) == label:  # still there, unchanged
-                        batch.append(StoredItem(id_, self._index.reconstruct(label), metadata))
-            if batch:
-                yield batch
+                live = [(label, id_, m) for label, id_, m in entries[start:start + batch_size]
+                        if self._labels.get(id_) == label]  # still there, unchanged
+                vectors = self._index.reconstruct_batch(np.array([e[0] for e in live], dtype=np.int64)) \
+                    if live else None
+            if live:
+                yield [StoredItem(id_, vectors[k], metadata) for k, (_, id_, metadata) in enumerate(live)]
 
     # snapshots -----------------------------------------------------------------------------
     def _maybe_snapshot(self) -> None:

@@ -105,6 +105,12 @@ def test_index_then_search(files, env):
                 "-k", "3", env=env)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["hits"][0]["id"] == "g2.png"
+    # --where filters on metadata (indexed files have none, so nothing matches); KEY=VALUE only.
+    filtered = syn("--json", "search", "--image", str(folder / "gallery" / "g2.png"), "--collection", "cli-test",
+                   "--where", "album=2024", env=env)
+    assert filtered.returncode == 0, filtered.stderr
+    assert json.loads(filtered.stdout).get("hits", []) == []
+    assert syn("search", "a red circle", "--where", "album", env=env).returncode == 2
 
 
 def test_exit_codes_follow_the_status(files, env):

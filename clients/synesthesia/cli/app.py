@@ -250,16 +250,20 @@ def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 @app.command()
 @rpc(flags=lambda a: {"text": "QUERY", "image": f"--image {a['image']}", "top_k": "--top-k",
-                      "collection": "--collection"})
+                      "collection": "--collection", "metadata_filter": "--where"})
 def search(query: str = typer.Argument(None, help="text query"),
            image: Path = typer.Option(None, exists=True, dir_okay=False, help="image query instead of text"),
            collection: str = typer.Option("default"), top_k: int = typer.Option(5, "--top-k", "-k"),
+           where: list[str] = typer.Option(None, help="only items whose metadata has KEY=VALUE (repeatable: all must hold)"),
            embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway")) -> None:
     """Search a collection by text or image."""
     if (query is None) == (image is None):
         fail_usage("give a text query or --image, not both")
+    if any("=" not in w for w in where or []):
+        fail_usage("--where takes KEY=VALUE")
+    filters = dict(w.split("=", 1) for w in where or [])
     with state.client(embedding=embedding) as client:
-        reply = client.search(query, image=image, collection=collection, top_k=top_k)
+        reply = client.search(query, image=image, collection=collection, top_k=top_k, where=filters)
     if state.as_json:
         return emit_json(reply)
     table = Table(Column("rank", min_width=4), uncut_column("id", [h.id for h in reply.hits]),
