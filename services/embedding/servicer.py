@@ -69,6 +69,7 @@ from services.runtime import (
     select_device,
     unavailable,
 )
+from services.runtime.acceleration import Acceleration
 
 log = logging.getLogger(__name__)
 MAX_INPUTS = 256
@@ -133,6 +134,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.models: dict[str, Backend] = {}
         self.default_model = ""  # set once the models are loaded
         self.store: CollectionStore | None = None
+        self.acceleration = Acceleration.from_settings(settings)
         self.batcher = DynamicBatcher(self._embed_batch, max_batch_size=settings.max_batch_size,
                                       max_wait_ms=settings.max_batch_wait_ms, name="embedding")
 
@@ -141,12 +143,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
     def _load(self) -> None:
         for name in self.builtin_names:
             loaded = load_embedder(name, directory=self.settings.checkpoint_dir, device=self.device)
-            model = loaded.model
+            model = self.acceleration.module(loaded.model)
             size = model.config.image_size
             self.models[name] = Backend(
                 name, common_pb2.MODEL_BACKEND_BUILTIN, model.config.dim, loaded.sha256,
                 prepare=lambda image, size=size: images_to_batch([np.asarray(image)], size)[0],
-                embed_images=model.encode_images, embed_texts=model.encode_texts, sha256=loaded.sha256,
+                embed_images=self.acceleration.function(model.encode_images), embed_texts=model.encode_texts,
+                sha256=loaded.sha256,
                 metrics=loaded.metrics, parameter_count=loaded.parameter_count)
         if self.hf_dir:
             from models.embedding.transformers_backend import TransformersEmbedder
@@ -214,11 +217,15 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             try:
                 if is_text:
                     texts = [t for i in indices for t in jobs[i].texts]
-                    parts = [backend.embed_texts(texts[s:s + FORWARD_CHUNK]) for s in range(0, len(texts), FORWARD_CHUNK)]
+                    with self.acceleration.autocasting(self.device):
+                        parts = [backend.embed_texts(texts[s:s + FORWARD_CHUNK])
+                                 for s in range(0, len(texts), FORWARD_CHUNK)]
                 else:
                     pixels = torch.cat([jobs[i].pixels for i in indices])
-                    parts = [backend.embed_images(pixels[s:s + FORWARD_CHUNK].to(self.device))
-                             for s in range(0, len(pixels), FORWARD_CHUNK)]
+                    with self.acceleration.autocasting(self.device):
+                        chunks = [self.acceleration.images(pixels[s:s + FORWARD_CHUNK].to(self.device))
+                                  for s in range(0, len(pixels), FORWARD_CHUNK)]
+                        parts = [backend.embed_images(chunk) for chunk in chunks]
                 vectors = torch.cat(parts).float().cpu().numpy()
                 start = 0
                 for i in indices:

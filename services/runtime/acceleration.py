@@ -1,0 +1,76 @@
+"""Device speed-ups a service can switch on per deployment, each off by default.
+
+| variable | values | what it does |
+| --- | --- | --- |
+| `SYN_AUTOCAST` | off (default), bf16, fp16 | runs the forward pass under `torch.autocast` in that dtype (matmuls and convolutions in half precision, reductions and softmax in float32) |
+| `SYN_CHANNELS_LAST` | 0 (default), 1 | convolution weights and input batches in NHWC (`torch.channels_last`), the layout cuDNN's tensor-core kernels want |
+| `SYN_TORCH_COMPILE` | off (default), default, reduce-overhead, max-autotune | `torch.compile` of the convolutional image encoders with that mode; `reduce-overhead` captures CUDA graphs on a GPU |
+
+They pay on a GPU (tensor cores, fewer kernel launches); on a CPU they mostly cost (bf16 matmuls
+without AMX, compile time), so the defaults stay off and each switch is tested for equivalence on
+CPU against float32 eager (tests/runtime/test_acceleration.py states the tolerances).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    autocast: str = "off"
+    channels_last: bool = False
+    compile: str = "off"
+
+    @classmethod
+    def from_settings(cls, settings) -> "Acceleration":
+        """Read SYN_AUTOCAST, SYN_CHANNELS_LAST and SYN_TORCH_COMPILE; a bad value stops the service."""
+        autocast = settings.env("AUTOCAST", "off").strip().lower() or "off"
+        if autocast not in AUTOCAST_DTYPES:
+            raise SystemExit(f"SYN_AUTOCAST={autocast!r}: use one of {', '.join(AUTOCAST_DTYPES)}")
+        channels_last = settings.env("CHANNELS_LAST", "0").strip().lower()
+        if channels_last not in ("0", "1", "true", "false", ""):
+            raise SystemExit(f"SYN_CHANNELS_LAST={channels_last!r}: use 0 or 1")
+        compile_mode = settings.env("TORCH_COMPILE", "off").strip().lower() or "off"
+        if compile_mode not in COMPILE_MODES:
+            raise SystemExit(f"SYN_TORCH_COMPILE={compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        return cls(autocast, channels_last in ("1", "true"), compile_mode)
+
+    @property
+    def enabled(self) -> bool:
+        return self != Acceleration()
+
+    def describe(self) -> str:
+        return f"autocast={self.autocast} channels_last={int(self.channels_last)} compile={self.compile}"
+
+    def module(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The model in the chosen memory format (in place; weights keep their values)."""
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        return module
+
+    def function(self, fn):
+        """`fn` compiled with the chosen mode (shapes may vary: batch sizes differ call to call)."""
+        if self.compile == "off":
+            return fn
+        return torch.compile(fn, mode=None if self.compile == "default" else self.compile, dynamic=True)
+
+    def images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """An image batch [B,C,H,W] in the chosen memory format."""
+        return pixels.contiguous(memory_format=torch.channels_last) if self.channels_last else pixels
+
+    def autocasting(self, device: torch.device):
+        """Context for the forward pass: autocast in the chosen dtype, or nothing."""
+        dtype = AUTOCAST_DTYPES[self.autocast]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)

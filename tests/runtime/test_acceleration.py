@@ -1,0 +1,112 @@
+"""The GPU speed-up switches (SYN_AUTOCAST, SYN_CHANNELS_LAST, SYN_TORCH_COMPILE) give the float32
+answers on CPU, within the tolerances services/runtime/acceleration.py states, in-process and
+through a real captioning service."""
+
+from __future__ import annotations
+
+import copy
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+from models.captioning.checkpoint import load_captioner
+from models.captioning.decoding import beam_search
+from models.embedding.checkpoint import load_embedder
+from models.images import images_to_batch
+from models.shapesworld import EVAL_SEEDS, render_scene
+from services.runtime import Settings
+from services.runtime.acceleration import Acceleration
+from synesthesia.pictures import png_bytes
+from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
+
+SCENES = [render_scene(seed) for seed in EVAL_SEEDS[:16]]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_captioner().model, load_embedder().model
+
+
+def outputs(models, acceleration: Acceleration, count: int = len(SCENES)):
+    """(captions, caption log-probabilities, image embeddings) with `acceleration` applied to copies."""
+    captioner, embedder = (acceleration.module(copy.deepcopy(m)) for m in models)
+    captioner.encode = acceleration.function(captioner.encode)
+    encode_images = acceleration.function(embedder.encode_images)
+    images = [s.image for s in SCENES[:count]]
+    with torch.inference_mode(), acceleration.autocasting(CPU):
+        found = beam_search(captioner, acceleration.images(images_to_batch(images, captioner.config.image_size)),
+                            [3] * count, [20] * count)
+        vectors = encode_images(acceleration.images(images_to_batch(images, embedder.config.image_size)))
+    return [c.text for c in found], np.array([c.log_prob for c in found]), vectors.float().numpy()
+
+
+@pytest.fixture(scope="module")
+def reference(models):
+    with_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return outputs(models, Acceleration())
+    finally:
+        torch.set_num_threads(with_threads)
+
+
+# (setting, captions that must match of 16, caption log-prob tolerance, minimum embedding cosine)
+CASES = {
+    "channels-last": (Acceleration(channels_last=True), 16, 1e-4, 0.99999),
+    "bf16 autocast": (Acceleration(autocast="bf16"), 15, 0.1, 0.99),
+    "fp16 autocast": (Acceleration(autocast="fp16"), 15, 0.05, 0.999),
+    "bf16 + channels-last": (Acceleration(autocast="bf16", channels_last=True), 15, 0.1, 0.99),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_switch_matches_float32_eager_within_its_tolerance(models, reference, case):
+    acceleration, same_captions, log_prob_tolerance, min_cosine = CASES[case]
+    captions, log_probs, vectors = outputs(models, acceleration)
+    ref_captions, ref_log_probs, ref_vectors = reference
+    agree = [a == b for a, b in zip(captions, ref_captions)]
+    assert sum(agree) >= same_captions, list(zip(captions, ref_captions))
+    assert np.abs(log_probs - ref_log_probs)[agree].max() <= log_prob_tolerance
+    cosine = (vectors * ref_vectors).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(ref_vectors, axis=1)
+    assert cosine.min() >= min_cosine
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_float32_eager(models, reference):
+    # Inductor compiles C++ kernels on CPU: minutes on a small machine, so only the embedding encoder.
+    _, embedder = models
+    compiled = Acceleration(compile="default").function(copy.deepcopy(embedder).encode_images)
+    images = images_to_batch([s.image for s in SCENES], embedder.config.image_size)
+    with torch.inference_mode():
+        vectors = compiled(images).numpy()
+    np.testing.assert_allclose(vectors, reference[2], atol=1e-4)
+
+
+def test_settings_are_read_and_bad_values_refused(monkeypatch):
+    monkeypatch.setenv("SYN_AUTOCAST", "BF16")
+    monkeypatch.setenv("SYN_CHANNELS_LAST", "1")
+    monkeypatch.setenv("SYN_TORCH_COMPILE", "reduce-overhead")
+    assert Acceleration.from_settings(Settings.from_env()) == Acceleration("bf16", True, "reduce-overhead")
+    for name, bad in (("SYN_AUTOCAST", "fp8"), ("SYN_CHANNELS_LAST", "yes please"), ("SYN_TORCH_COMPILE", "fast")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(SystemExit, match=name):
+            Acceleration.from_settings(Settings.from_env())
+        monkeypatch.delenv(name)
+    assert Acceleration.from_settings(Settings.from_env()) == Acceleration()
+
+
+def test_a_service_with_autocast_and_channels_last_captions_like_float32(service_process, reference):
+    server = service_process("captioning", {"SYN_AUTOCAST": "bf16", "SYN_CHANNELS_LAST": "1"})
+    with grpc.insecure_channel(server.target) as channel:
+        stub = captioning_pb2_grpc.CaptioningStub(channel)
+        captions = [stub.Caption(captioning_pb2.CaptionRequest(image=common_pb2.Image(data=png_bytes(s.image))),
+                                 timeout=60).caption for s in SCENES]
+    assert sum(a == b for a, b in zip(captions, reference[0])) >= 15
+
+
+def test_a_bad_switch_stops_the_service_naming_the_setting(service_process):
+    with pytest.raises(RuntimeError, match="SYN_AUTOCAST"):
+        service_process("captioning", {"SYN_AUTOCAST": "fp8"})
