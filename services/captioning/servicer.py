@@ -1,9 +1,9 @@
 """The Captioning service: captions with per-word attention, unary and streamed, from the built-in
 Show-Attend-Tell checkpoint and optionally a local transformers VisionEncoderDecoderModel.
 
-Requests are validated on the event loop; images are decoded and resized in a
-thread; all decoding runs in one DynamicBatcher, whose batch function runs a
-single beam search over every built-in request in the batch (each with its own
+Requests are validated on the event loop; images are decoded and resized in the
+batch function, in the model thread (no hop to a decoding thread per call); all
+decoding runs in one DynamicBatcher, whose batch function runs a single beam search over every built-in request in the batch (each with its own
 beam width and length limit) and one `generate` per (beam, limit) group for the
 transformers model.
 
@@ -48,20 +48,29 @@ from services.runtime import (
     select_device,
     unavailable,
 )
+from services.runtime.acceleration import Acceleration
 
 DEFAULT_BEAM_SIZE = 3
 DEFAULT_MAX_LENGTH = 20
 MAX_LENGTH = 50
+# Encoded images up to this size are decoded inside the batch (a 64x64 PNG takes ~0.1 ms); bigger ones
+# in a thread before they join a batch, so one large file cannot hold up its batch mates.
+INLINE_DECODE_BYTES = 64 * 1024
 
 
 @dataclass
 class CaptionJob:
     model: str
-    pixels: torch.Tensor  # [3, H, W], prepared for that model
+    pixels: torch.Tensor | None  # [3, H, W] prepared for that model, or None: decode `image` in the batch
     beam_size: int
     max_length: int
     # Called from the batcher thread with words as they settle (streaming only).
     on_settled: Callable[[list[DecodedWord]], None] | None = field(default=None, repr=False)
+    # The request's image, decoded in the batch (the model thread) when `pixels` is None.
+    image: common_pb2.Image | None = field(default=None, repr=False)
+    # Set in the model thread once the image is decoded (attention maps refer to this size).
+    width: int = 0
+    height: int = 0
 
 
 @dataclass
@@ -85,6 +94,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         self.hf_dir = settings.env("CAPTIONING_HF_DIR", "").strip()
         self.hf_name = settings.env("CAPTIONING_HF_NAME", "").strip()
         self.length_penalty = float(settings.env("CAPTIONING_LENGTH_PENALTY", "1.0"))
+        self.acceleration = Acceleration.from_settings(settings)
         self.models: dict[str, Backend] = {}
         self.default_model = ""  # set once the models are loaded
         self.batcher = DynamicBatcher(self._caption_batch, max_batch_size=settings.max_batch_size,
@@ -96,6 +106,8 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     def _load(self) -> None:
         for name in self.builtin_names:
             loaded = load_captioner(name, directory=self.settings.checkpoint_dir, device=self.device)
+            self.acceleration.module(loaded.model)
+            loaded.model.encode = self.acceleration.function(loaded.model.encode)
             size = loaded.model.config.image_size
             self.models[name] = Backend(
                 name, common_pb2.MODEL_BACKEND_BUILTIN,
@@ -128,12 +140,26 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     def _caption_batch(self, jobs: list[CaptionJob]) -> list[DecodedCaption | Exception]:
         results: list[DecodedCaption | Exception] = [None] * len(jobs)  # type: ignore[list-item]
         by_model: dict[str, list[int]] = {}
+        prepared: dict[int, torch.Tensor] = {}
         for i, job in enumerate(jobs):
-            by_model.setdefault(job.model, []).append(i)
+            if job.pixels is not None:
+                prepared[i] = job.pixels
+                continue
+            # Decoding here, in the model thread, saves each call a hop to a decoding thread and back;
+            # a bad image fails its own call only.
+            try:
+                image = image_from_message(job.image, "image", self.settings.max_image_pixels)
+                job.width, job.height = image.width, image.height
+                prepared[i] = self.models[job.model].prepare(image)
+            except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                results[i] = exc
+        for i in range(len(jobs)):
+            if i in prepared:
+                by_model.setdefault(jobs[i].model, []).append(i)
         for name, indices in by_model.items():
             backend = self.models[name]
             try:
-                pixels = torch.stack([jobs[i].pixels for i in indices]).to(self.device)
+                pixels = self.acceleration.images(torch.stack([prepared[i] for i in indices]).to(self.device))
                 beams = [jobs[i].beam_size for i in indices]
                 limits = [jobs[i].max_length for i in indices]
                 if backend.builtin is not None:
@@ -144,8 +170,9 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
                     # Settled-word bookkeeping costs every step; a group of unary calls skips it.
                     streaming = any(jobs[i].on_settled is not None for i in indices)
-                    found = beam_search(backend.builtin.model, pixels, beams, limits, self.length_penalty,
-                                        on_settled=settled if streaming else None)
+                    with self.acceleration.autocasting(self.device):
+                        found = beam_search(backend.builtin.model, pixels, beams, limits, self.length_penalty,
+                                            on_settled=settled if streaming else None)
                 else:
                     found = backend.transformers.caption(pixels, beams, limits)
                 for i, caption in zip(indices, found):
@@ -178,16 +205,18 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             raise not_found("options.model", f"unknown model {options.model!r}; loaded: {', '.join(self.models)}")
         return name, beam, length
 
-    async def _job(self, request) -> tuple[CaptionJob, int, int]:
+    async def _job(self, request) -> CaptionJob:
         name, beam, length = self._options(request.options)
-        backend = self.models[name]
+        job = CaptionJob(name, None, beam, length, image=request.image)
+        if request.image.WhichOneof("source") == "data" and len(request.image.data) > INLINE_DECODE_BYTES:
+            # A big file would hold up its whole batch while it decodes: decode it in a thread first.
+            def prepare() -> None:
+                image = image_from_message(request.image, "image", self.settings.max_image_pixels)
+                job.width, job.height = image.width, image.height
+                job.pixels = self.models[name].prepare(image)
 
-        def prepare() -> tuple[torch.Tensor, int, int]:
-            image = image_from_message(request.image, "image", self.settings.max_image_pixels)
-            return backend.prepare(image), image.width, image.height
-
-        pixels, width, height = await asyncio.to_thread(prepare)
-        return CaptionJob(name, pixels, beam, length), width, height
+            await asyncio.to_thread(prepare)
+        return job
 
     @staticmethod
     def _unwrap(result):
@@ -208,14 +237,14 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     # --- RPCs -------------------------------------------------------------------------------
 
     async def Caption(self, request, context):
-        job, width, height = await self._job(request)
+        job = await self._job(request)
         caption = self._unwrap(await self.batcher.submit(job))
         return captioning_pb2.CaptionResponse(
             caption=caption.text, log_probability=caption.log_prob, model=job.model,
-            words=[self._word(w, request.include_attention, width, height) for w in caption.words])
+            words=[self._word(w, request.include_attention, job.width, job.height) for w in caption.words])
 
     async def StreamCaption(self, request, context):
-        job, width, height = await self._job(request)
+        job = await self._job(request)
         loop = asyncio.get_running_loop()
         settled: asyncio.Queue[list[DecodedWord]] = asyncio.Queue()
         job.on_settled = lambda words: loop.call_soon_threadsafe(settled.put_nowait, words)
@@ -232,7 +261,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
                 pending.extend(waiter.result())
                 while len(pending) > 1:
                     yield captioning_pb2.StreamCaptionResponse(
-                        word=self._word(pending.pop(0), request.include_attention, width, height), index=sent)
+                        word=self._word(pending.pop(0), request.include_attention, job.width, job.height), index=sent)
                     sent += 1
             caption = self._unwrap(await decoding)
         finally:
@@ -244,7 +273,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             return
         for offset, word in enumerate(remaining):
             yield captioning_pb2.StreamCaptionResponse(
-                word=self._word(word, request.include_attention, width, height), index=sent + offset,
+                word=self._word(word, request.include_attention, job.width, job.height), index=sent + offset,
                 is_final=offset == len(remaining) - 1)
 
     async def ListModels(self, request, context):
