@@ -133,3 +133,30 @@ def store_env(url: str, **env) -> dict[str, str]:
     """Service environment for a collection store URL (a directory or postgresql://...)."""
     return {"SYN_EMBEDDING_STORE": url, "SYN_EMBEDDING_STORE_TIMEOUT_S": "2",
             **{f"SYN_EMBEDDING_{k.upper()}": str(v) for k, v in env.items()}}
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """A 256 KiB tmpfs mounted for this test (CI runs as root), unmounted afterwards: a disk to fill."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def wait_for(predicate, timeout_s: float) -> bool:
+    """Poll `predicate` every 0.1 s until it holds (True) or `timeout_s` passes (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

@@ -5,41 +5,18 @@ is there and no refused one."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2
 
 from synesthesia.v1 import embedding_pb2
-from tests.embedding.conftest import everything, stub_for, text_item
+from tests.embedding.conftest import everything, stub_for, text_item, wait_for
 from tests.runtime.helpers import field_violations
 from tests.servers import health_status
 
 E = embedding_pb2
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-@pytest.fixture
-def small_volume(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_full_index_volume_refuses_writes_and_loses_nothing(service_process, small_volume):

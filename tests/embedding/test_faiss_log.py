@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import faiss
-import numpy as np
 import pytest
 
 from services.embedding.faiss_store import FaissStore, LogCorrupted, encode_record, read_records
@@ -126,18 +125,6 @@ def test_a_second_process_cannot_open_the_same_index(tmp_path):
                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert other.returncode == 3 and "another process" in other.stdout
     store.close()
-
-
-@pytest.fixture
-def small_volume(tmp_path):
-    """A 192 KiB tmpfs mounted for this test (CI runs as root), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k,mode=0755", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_volume_refuses_writes_cleanly_and_loses_no_acknowledged_one(small_volume):

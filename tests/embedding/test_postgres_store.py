@@ -14,22 +14,13 @@ from grpc_health.v1 import health_pb2
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.v1 import embedding_pb2
-from tests.embedding.conftest import everything, image_item, store_env, stub_for, text_item
+from tests.embedding.conftest import everything, image_item, store_env, stub_for, text_item, wait_for
 from tests.postgres import PostgresServer, find_bindir
 from tests.servers import health_status
 
 E = embedding_pb2
 SCENES = [render_scene(seed) for seed in EVAL_SEEDS[44000:44012]]
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not {what} after {timeout_s}s")
 
 
 @pytest.fixture
@@ -69,10 +60,10 @@ def test_sigkill_of_the_database_loses_no_acknowledged_write_and_the_service_rec
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: len(acked) >= 120, 120, "120 acknowledged ids")
+        assert wait_for(lambda: len(acked) >= 120, 120), "not 120 acknowledged ids"
         database.kill()  # SIGKILL the postmaster and its backends, mid-write
-        wait_for(lambda: len(errors) >= 8, 60, "refusing writes")
-        wait_for(lambda: health_status(service.target) != SERVING, 30, "NOT_SERVING")
+        assert wait_for(lambda: len(errors) >= 8, 60), "not refusing writes"
+        assert wait_for(lambda: health_status(service.target) != SERVING, 30), "not NOT_SERVING"
         channel, stub = stub_for(service.target)
         with channel, pytest.raises(grpc.RpcError) as caught:
             stub.Search(E.SearchRequest(collection="crash", text="a red circle", top_k=3), timeout=30)
@@ -81,8 +72,8 @@ def test_sigkill_of_the_database_loses_no_acknowledged_write_and_the_service_rec
 
         database.start()  # same data directory and port: crash recovery, then the service reconnects
         phase_two.set()
-        wait_for(lambda: health_status(service.target) == SERVING, 60, "SERVING again")
-        wait_for(lambda: len(acked_after_restart) >= 30, 120, "writing again")
+        assert wait_for(lambda: health_status(service.target) == SERVING, 60), "not SERVING again"
+        assert wait_for(lambda: len(acked_after_restart) >= 30, 120), "not writing again"
     finally:
         stop.set()
         for t in threads:
