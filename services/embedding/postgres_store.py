@@ -163,9 +163,9 @@ class PostgresStore(CollectionStore):
         except PoolTimeout:
             raise self._unavailable(f"no connection within {self.timeout_s:g}s "
                                     f"(SYN_EMBEDDING_STORE_TIMEOUT_S)") from None
-        except (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory, psycopg.errors.InsufficientResources) as exc:
-            raise StoreFull("items", f"the collection database {self.location} is out of room "
-                                     f"({exc.sqlstate}): the write was not applied") from None
+        except psycopg.errors.DiskFull:  # before OperationalError, its base class
+            raise StoreFull("items", f"the collection database {self.location} ({self.setting}) has no disk "
+                                     f"space left: the write was not applied") from None
         except psycopg.errors.QueryCanceled:
             raise self._unavailable(f"a statement took longer than {self.timeout_s:g}s "
                                     f"(SYN_EMBEDDING_STORE_TIMEOUT_S)") from None
