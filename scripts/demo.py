@@ -37,8 +37,28 @@ def _wav(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def write_inputs(folder: Path) -> dict[str, Path]:
+    """The sample inputs the README's and docs' examples use, left in out/demo/inputs/:
+    scene.png (two held-out objects, day), sound.wav (the sound of one of them), sketch.png (the scene's
+    sketch, for sketch2photo) and photos/ (twelve one-object scenes to index and search)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = render_scene(EVAL_SEEDS[7], objects=2, domain="day")
+    files = {"scene": folder / "scene.png", "sound": folder / "sound.wav", "sketch": folder / "sketch.png",
+             "photos": folder / "photos"}
+    files["scene"].write_bytes(png_bytes(scene.image))
+    files["sound"].write_bytes(_wav(scene.audio))
+    files["sketch"].write_bytes(png_bytes(scene.sketch))
+    files["photos"].mkdir(exist_ok=True)
+    for i in range(12):
+        photo = render_scene(EVAL_SEEDS[200 + i], objects=1, domain="day")
+        words = photo.captions[0].split()  # "a small red circle ..." -> small-red-circle
+        (files["photos"] / f"{'-'.join(words[1:4])}-{i:02d}.png").write_bytes(png_bytes(photo.image))
+    return files
+
+
 def run_demo(gateway_target: str, embedding_target: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    inputs = write_inputs(out / "inputs")
     summary = Table(title="Synesthesia demo (through the gateway)")
     summary.add_column("call")
     summary.add_column("result")
@@ -124,5 +144,5 @@ def run_demo(gateway_target: str, embedding_target: str, out: Path) -> dict:
         report["pipeline"] = outcome
     console.print(summary)
     (out / "summary.json").write_text(json.dumps(report, indent=2))
-    console.print(f"pictures in {out}")
+    console.print(f"pictures in {out}; sample inputs for the README's examples in {inputs['scene'].parent}")
     return report
