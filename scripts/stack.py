@@ -10,6 +10,11 @@ environment and port come from it. Only what cannot be the same outside a
 container is translated: compose hostnames become 127.0.0.1, bind addresses
 become loopback, named volumes become folders under the run directory, and
 one process runs per service (replicas need distinct ports locally).
+
+Security settings come from the calling shell like any other: SYN_TLS_*,
+SYN_AUTH_TOKEN and SYN_GATEWAY_UPSTREAM_TOKEN reach every process, and the
+readiness checks here speak TLS / mutual TLS from the same SYN_CLIENT_*
+variables the gateway uses for its upstreams (docs/security.md).
 """
 
 from __future__ import annotations
@@ -121,9 +126,14 @@ class Stack:
     def target(self, name: str) -> str:
         return f"127.0.0.1:{next(s.port for s in self.services if s.name == name)}"
 
-    def up(self, timeout_s: float = 600.0, log=print) -> None:
+    @staticmethod
+    def _check(target: str) -> bool:
         from services.runtime.healthcheck import check
+        from synesthesia.channels import ChannelSecurity
 
+        return check(target, security=ChannelSecurity.from_env())
+
+    def up(self, timeout_s: float = 600.0, log=print) -> None:
         for service in self.services:
             for volume in service.env.values():
                 if str(self.run_dir / "volumes") in volume:
@@ -139,7 +149,7 @@ class Stack:
             log(f"{service.name}: started pid {process.pid} on {self.target(service.name)}")
         deadline = time.monotonic() + timeout_s
         for service in self.services:  # dependencies first, the gateway last
-            while not check(self.target(service.name)):
+            while not self._check(self.target(service.name)):
                 if not self.pid(service.name):
                     tail = (self.run_dir / "logs" / f"{service.name}.log").read_text(errors="replace")[-3000:]
                     raise SystemExit(f"{service.name} exited during start-up; log tail:\n{tail}")
@@ -163,9 +173,7 @@ class Stack:
             self._pid_file(service.name).unlink(missing_ok=True)
 
     def status(self) -> dict[str, str]:
-        from services.runtime.healthcheck import check
-
-        return {s.name: ("SERVING" if check(self.target(s.name)) else "NOT SERVING") if self.pid(s.name)
+        return {s.name: ("SERVING" if self._check(self.target(s.name)) else "NOT SERVING") if self.pid(s.name)
                 else "stopped" for s in self.services}
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from synesthesia.channels import ChannelSecurity
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,9 +26,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def health_status(target: str, service: str = "", timeout_s: float = 2.0):
+def health_status(target: str, service: str = "", timeout_s: float = 2.0, security: ChannelSecurity | None = None):
     """The health status enum value, or None when the server does not answer."""
-    with grpc.insecure_channel(target) as channel:
+    with (security or ChannelSecurity()).channel(target) as channel:
         try:
             return health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
@@ -45,6 +47,8 @@ class ServiceProcess:
     port: int = 0
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    # How to reach it when it serves TLS / mutual TLS (health needs no token).
+    security: ChannelSecurity | None = None
 
     @property
     def target(self) -> str:
@@ -70,7 +74,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if health_status(self.target) == health_pb2.HealthCheckResponse.SERVING:
+            if health_status(self.target, security=self.security) == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{self.module} not SERVING after {timeout_s}s:\n{self.log_tail()}")

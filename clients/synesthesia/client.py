@@ -13,6 +13,11 @@ lists), so a stack that publishes one port is fully usable. Pass
 Images and audio may be paths, bytes, or (images) uint8 numpy arrays. Errors
 are the usual `grpc.RpcError` with the server's status code and field-naming
 message.
+
+Secured stacks: `Client(target, token=..., ca_file="ca.pem")` speaks TLS;
+add `cert_file=` and `key_file=` for mutual TLS. Unset arguments come from
+SYN_TOKEN and SYN_CLIENT_CA_FILE / _CERT_FILE / _KEY_FILE / _SERVER_NAME / _TLS
+(see synesthesia/channels.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from synesthesia.channels import ChannelSecurity
 from synesthesia.pictures import png_bytes
 from synesthesia.services import SERVICES
 from synesthesia.tensors import array_to_pcm
@@ -51,14 +57,20 @@ def default_target(name: str = "gateway") -> str:
     return os.environ.get(variable, DEFAULT_TARGETS[name])
 
 
-def check_health(target: str, service: str = "", timeout_s: float = 3.0) -> str:
-    """SERVING, NOT_SERVING, or UNREACHABLE (code) for one address (grpc.health.v1)."""
-    with grpc.insecure_channel(target) as channel:
+def check_health(target: str, service: str = "", timeout_s: float = 3.0,
+                 security: ChannelSecurity | None = None) -> str:
+    """SERVING, NOT_SERVING, or UNREACHABLE (code: why) for one address (grpc.health.v1).
+
+    Over TLS / mutual TLS per `security` (default: plaintext); health needs no token, but one is sent
+    when given, for proxies in front of the service that want it.
+    """
+    security = security or ChannelSecurity()
+    with security.channel(target) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                              timeout=timeout_s)
+                                                              timeout=timeout_s, metadata=security.metadata())
         except grpc.RpcError as err:
-            return f"UNREACHABLE ({err.code().name})"
+            return f"UNREACHABLE ({err.code().name}: {err.details()})"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
@@ -81,18 +93,22 @@ def audio_message(audio: str | Path | bytes | np.ndarray, sample_rate_hz: int = 
 
 class Client:
     def __init__(self, target: str | None = None, *, embedding: str | None = None, audio: str | None = None,
-                 timeout_s: float = 120.0, token: str | None = None) -> None:
+                 timeout_s: float = 120.0, token: str | None = None, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None, server_name: str | None = None,
+                 tls: bool | None = None, security: ChannelSecurity | None = None) -> None:
         gateway = target or default_target("gateway")
         # Embedding and audio calls go through the gateway unless a direct address is given.
         self.targets = {"gateway": gateway, "embedding": embedding or gateway, "audio": audio or gateway}
         self.timeout_s = timeout_s
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self.security = security or ChannelSecurity.from_env(
+            token=token, ca_file=ca_file, cert_file=cert_file, key_file=key_file, server_name=server_name, tls=tls)
+        self.metadata = self.security.metadata() or None
         self._channels: dict[str, grpc.Channel] = {}
 
     def _channel(self, name: str) -> grpc.Channel:
         target = self.targets[name]  # one channel per address: through the gateway they share it
         if target not in self._channels:
-            self._channels[target] = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._channels[target] = self.security.channel(target, CHANNEL_OPTIONS)
         return self._channels[target]
 
     @property
@@ -178,7 +194,8 @@ class Client:
         status is SERVING, NOT_SERVING or UNREACHABLE (why). Only the gateway's port is dialled.
         """
         gateway = self.targets["gateway"]
-        out = {"gateway": {"target": gateway, "status": check_health(gateway, timeout_s=timeout_s)}}
+        out = {"gateway": {"target": gateway, "status": check_health(gateway, timeout_s=timeout_s,
+                                                                             security=self.security)}}
         try:
             reply = self.gateway.CheckUpstreams(gateway_pb2.CheckUpstreamsRequest(), timeout=timeout_s,
                                                 metadata=self.metadata)

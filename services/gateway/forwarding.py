@@ -15,16 +15,21 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from services.gateway.upstreams import Upstream, remaining
+from services.runtime import tracing
 
-# Metadata that belongs to this hop: the gateway authenticates its callers
-# itself, and gRPC's own keys are set by the transport.
-_HOP_KEYS = ("authorization",)
+# Metadata that belongs to this hop: the gateway authenticates its callers itself and sends its own
+# token upstream (upstreams.py says why), the request id is re-sent by Upstream.metadata() (the
+# caller's, or the one made up for it), and gRPC's own keys are set by the transport.
+_HOP_KEYS = ("authorization", "x-request-id")
+# With tracing on, the gateway's client span sends its own trace context; without, the caller's passes.
+_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 DEFAULT_TIMEOUT_S = 120.0
 
 
-def _forwarded_metadata(context) -> tuple[tuple[str, str | bytes], ...]:
+def _forwarded_metadata(context, upstream: Upstream) -> tuple[tuple[str, str | bytes], ...]:
+    hop = _HOP_KEYS + (_TRACE_KEYS if tracing.enabled() else ())
     return tuple((key, value) for key, value in (context.invocation_metadata() or ())
-                 if key not in _HOP_KEYS and not key.startswith((":", "grpc-")))
+                 if key not in hop and not key.startswith((":", "grpc-"))) + upstream.metadata()
 
 
 def _timeout(context, streaming: bool) -> float | None:
@@ -53,7 +58,8 @@ def _handler(upstream: Upstream, method) -> grpc.RpcMethodHandler:
 
         async def unary_unary(request: bytes, context):
             try:
-                return await forward(request, timeout=_timeout(context, False), metadata=_forwarded_metadata(context))
+                return await forward(request, timeout=_timeout(context, False),
+                                     metadata=_forwarded_metadata(context, upstream))
             except grpc.aio.AioRpcError as err:
                 await _relay_error(err, upstream, name, context)
 
@@ -64,7 +70,8 @@ def _handler(upstream: Upstream, method) -> grpc.RpcMethodHandler:
 
         async def stream_unary(requests, context):
             try:
-                return await forward(requests, timeout=_timeout(context, True), metadata=_forwarded_metadata(context))
+                return await forward(requests, timeout=_timeout(context, True),
+                                     metadata=_forwarded_metadata(context, upstream))
             except grpc.aio.AioRpcError as err:
                 await _relay_error(err, upstream, name, context)
 
@@ -75,7 +82,7 @@ def _handler(upstream: Upstream, method) -> grpc.RpcMethodHandler:
     async def streaming(request, context):
         try:
             async for reply in forward(request, timeout=_timeout(context, True),
-                                       metadata=_forwarded_metadata(context)):
+                                       metadata=_forwarded_metadata(context, upstream)):
                 yield reply
         except grpc.aio.AioRpcError as err:
             await _relay_error(err, upstream, name, context)

@@ -5,17 +5,30 @@ with exponential backoff by gRPC itself (service config), and `dns:///host:port`
 targets are balanced round-robin over every address the name resolves to
 (compose replicas). An upstream failure comes back as a ServiceError with the
 upstream's status code and a message naming the service and method.
+
+Security: channels speak TLS (mutual TLS with a client certificate) from the
+same SYN_CLIENT_* variables as every other caller (synesthesia/channels.py).
+Every call carries the caller's `x-request-id` (so one id finds the call's
+lines in every service's log), the trace context when tracing is on, and the
+gateway's OWN bearer token: SYN_GATEWAY_UPSTREAM_TOKEN, else the gateway's
+SYN_AUTH_TOKEN (one shared secret for the whole stack). The caller's token is
+never forwarded: it authenticates the caller to the published gateway, while
+upstreams are internal services that trust the gateway itself; forwarding
+would let whoever holds a public token call the internal services directly
+and would tie internal credentials to public ones (rotation, scoping).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.runtime import ServiceError, Settings
+from services.runtime import REQUEST_ID, ServiceError, Settings, metrics, tracing
+from synesthesia.channels import ChannelSecurity
 from synesthesia.services import UPSTREAMS, Service
 
 SERVICE_CONFIG = json.dumps({
@@ -49,6 +62,13 @@ class Upstream:
     channel: grpc.aio.Channel
     stub: object
     service: Service
+    # ("authorization", "Bearer <the gateway's upstream token>") or nothing.
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """What every call to this upstream carries: the gateway's token and the current request id."""
+        request_id = REQUEST_ID.get()
+        return self.auth + ((("x-request-id", request_id),) if request_id else ())
 
     async def check(self, timeout_s: float = 2.0) -> tuple[int | None, str]:
         """(health status, "") when the upstream answers, (None, why) when it does not."""
@@ -57,7 +77,9 @@ class Upstream:
                 health_pb2.HealthCheckRequest(service=self.service.grpc_service), timeout=timeout_s
             )
         except grpc.RpcError as err:
+            metrics.UPSTREAM_UP.labels(self.name).set(0)
             return None, f"{err.code().name}: {err.details()}"
+        metrics.UPSTREAM_UP.labels(self.name).set(1 if reply.status == health_pb2.HealthCheckResponse.SERVING else 0)
         return reply.status, ""
 
     async def serving(self, timeout_s: float = 2.0) -> bool:
@@ -65,12 +87,21 @@ class Upstream:
         return status == health_pb2.HealthCheckResponse.SERVING
 
 
+def upstream_security(settings: Settings) -> ChannelSecurity:
+    """SYN_CLIENT_* for the transport; the gateway's own token (see the module doc) for every call."""
+    token = settings.env("GATEWAY_UPSTREAM_TOKEN", "").strip() or settings.auth_token
+    return ChannelSecurity.from_env().with_token(token)
+
+
 def connect(settings: Settings) -> dict[str, Upstream]:
+    security = upstream_security(settings)
     upstreams = {}
     for service in UPSTREAMS:
         target = settings.env(f"{service.name.upper()}_TARGET", service.target)
-        channel = grpc.aio.insecure_channel(target, options=channel_options(settings.max_message_bytes))
-        upstreams[service.name] = Upstream(service.name, target, channel, service.stub(channel), service)
+        channel = security.aio_channel(target, channel_options(settings.max_message_bytes),
+                                       interceptors=tracing.client_interceptors())
+        upstreams[service.name] = Upstream(service.name, target, channel, service.stub(channel), service,
+                                           security.metadata())
     return upstreams
 
 
@@ -85,11 +116,15 @@ def remaining(context) -> float | None:
 async def call(upstream: Upstream, method: str, request, context, default_timeout_s: float = 120.0):
     """`upstream.stub.<method>(request)` with the remaining deadline; failures name the upstream."""
     timeout = remaining(context)
+    started = time.perf_counter()
     try:
         return await getattr(upstream.stub, method)(request, timeout=timeout if timeout is not None
-                                                    else default_timeout_s)
+                                                    else default_timeout_s, metadata=upstream.metadata())
     except grpc.aio.AioRpcError as err:
+        metrics.UPSTREAM_ERRORS.labels(upstream.name, method, err.code().name).inc()
         raise ServiceError(
             err.code(), f"upstream {upstream.name}.{method} at {upstream.target} failed: "
                         f"{err.code().name}: {err.details()}"
         ) from None
+    finally:
+        metrics.UPSTREAM_SECONDS.labels(upstream.name, method).observe(time.perf_counter() - started)

@@ -14,11 +14,11 @@ from .errors import (
     resource_exhausted,
     unavailable,
 )
+from .calls import REQUEST_ID, note_model
 from .images import decode_image, encode_png, image_from_message, to_rgb
-from .interceptors import REQUEST_ID
 from .models import backend_infos, model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
-from .settings import REPO_ROOT, Settings
+from .settings import REPO_ROOT, Settings, SettingsError, read_settings
 
 __all__ = [
     "DynamicBatcher",
@@ -27,6 +27,7 @@ __all__ = [
     "ServiceError",
     "ServiceHost",
     "Settings",
+    "SettingsError",
     "backend_infos",
     "decode_image",
     "image_from_message",
@@ -35,8 +36,10 @@ __all__ = [
     "failed_precondition",
     "invalid_argument",
     "not_found",
+    "note_model",
     "model_info",
     "numeric_metrics",
+    "read_settings",
     "resource_exhausted",
     "run_service",
     "select_device",

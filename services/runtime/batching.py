@@ -23,11 +23,12 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from . import metrics
+from . import calls, metrics
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,6 +44,8 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     # time.monotonic() when it was queued (queue-wait accounting, deadline checks).
     enqueued: float = field(default_factory=time.monotonic)
+    # The RPC that submitted it (its log line gets the batch size), None outside a call.
+    call: calls.Call | None = None
 
 
 @dataclass(eq=False)
@@ -66,6 +69,10 @@ class DynamicBatcher(Generic[T, R]):
     in that batch; the batcher keeps running. `fn` runs in one dedicated worker
     thread (model calls are serialised, which is what a single device wants)
     under `torch.inference_mode()`.
+
+    Metrics are labelled with the batcher's name and each item's model: the
+    item's `model` attribute when it has one (a batcher shared by several
+    models), else `model` (default: the batcher's name).
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
         name: str = "model",
+        model: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -82,6 +90,7 @@ class DynamicBatcher(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self.name = name
+        self.model = model or name
         self._queue: collections.deque[_Pending] = collections.deque()
         self._direct: collections.deque[_Direct] = collections.deque()
         self._ready = threading.Condition(threading.Lock())
@@ -91,12 +100,18 @@ class DynamicBatcher(Generic[T, R]):
         self.items_processed = 0
         self._last_batch_size = 0
         self._running = False
+        # Read at scrape time, so the gauge is exact without updates from two threads.
+        alive = weakref.ref(self)
+        metrics.QUEUE_DEPTH.labels(name).set_function(lambda: len(b._queue) if (b := alive()) is not None else 0)
 
     # --- event-loop side --------------------------------------------------------------------
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        pending = _Pending(item, loop.create_future(), loop)
+        call = calls.current()
+        if call is not None:
+            calls.note_model(self._model_of(item))
+        pending = _Pending(item, loop.create_future(), loop, call=call)
         self._enqueue(self._queue, pending)
         return await pending.future
 
@@ -111,6 +126,9 @@ class DynamicBatcher(Generic[T, R]):
     def busy(self) -> bool:
         """Calls are queued or a batch is running (an explanation lane gives way to them)."""
         return self._running or bool(self._queue)
+
+    def _model_of(self, item) -> str:
+        return str(getattr(item, "model", "") or self.model)
 
     def queue_depth(self) -> int:
         """Callers queued and not yet taken into a batch."""
@@ -193,6 +211,14 @@ class DynamicBatcher(Generic[T, R]):
             return
         items = [p.item for p in live]
         self._last_batch_size = len(items)
+        taken = time.monotonic()
+        per_model: dict[str, int] = {}
+        for p in live:
+            model = self._model_of(p.item)
+            per_model[model] = per_model.get(model, 0) + 1
+            metrics.QUEUE_WAIT_SECONDS.labels(self.name, model).observe(taken - p.enqueued)
+            if p.call is not None:
+                p.call.batch_size = max(p.call.batch_size, len(items))
         started = time.perf_counter()
         try:
             results = self._call(items)
@@ -202,8 +228,11 @@ class DynamicBatcher(Generic[T, R]):
         except BaseException as exc:  # noqa: BLE001 - delivered to each caller; the worker goes on
             outcomes = [(p.future, None, exc) for p in live]
         finally:
-            metrics.BATCH_SIZE.labels(self.name).observe(len(items))
-            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            for model, count in per_model.items():
+                # Batch size per model: how many of this model's items shared the forward pass.
+                metrics.BATCH_SIZE.labels(self.name, model).observe(count)
+                metrics.BATCH_SECONDS.labels(self.name, model).observe(elapsed)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for p, outcome in zip(live, outcomes):
             by_loop.setdefault(p.loop, []).append(outcome)

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from . import metrics
+from . import logs, metrics, reflection, tracing
 from .interceptors import CallInterceptor
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 log = logging.getLogger("synesthesia")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -38,6 +37,18 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from SYN_TLS_CERT_FILE/KEY_FILE; with SYN_TLS_CLIENT_CA_FILE, clients must present a certificate."""
+    if not settings.tls:
+        return None
+    client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
 class ServiceHost:
     """A running server plus its health servicer, for `serve` and for tests."""
 
@@ -49,7 +60,7 @@ class ServiceHost:
         self.health = health.aio.HealthServicer()
         self._watch_task: asyncio.Task | None = None
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(settings.auth_token)],
+            interceptors=[*tracing.server_interceptors(), CallInterceptor(settings)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
         )
@@ -57,14 +68,11 @@ class ServiceHost:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         # A servicer that also serves other services (the gateway forwarding its upstreams') lists them.
         extra = tuple(getattr(servicer, "forwarded_services", ()))
-        reflection.enable_server_reflection(
-            (service_full_name, *extra, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
+        if settings.reflection != "off":
+            reflection.enable(self.server, (service_full_name, *extra, health.SERVICE_NAME))
         address = f"{settings.host}:{settings.port}"
-        if settings.tls_cert_file and settings.tls_key_file:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
-            )
+        credentials = server_credentials(settings)
+        if credentials is not None:
             self.port = self.server.add_secure_port(address, credentials)
         else:
             self.port = self.server.add_insecure_port(address)
@@ -82,7 +90,9 @@ class ServiceHost:
     async def start(self) -> None:
         await self.set_health(NOT_SERVING)
         await self.server.start()
-        log.info("%s listening on %s:%d (warming up)", self.service_full_name, self.settings.host, self.port)
+        security = ("mutual TLS" if self.settings.tls_client_ca_file else "TLS") if self.settings.tls else "plaintext"
+        log.info("%s listening on %s:%d (%s%s, warming up)", self.service_full_name, self.settings.host, self.port,
+                 security, ", bearer token required" if self.settings.auth_token else "")
         for frontend in self.frontends:
             await frontend.start()
         warm_up = getattr(self.servicer, "warm_up", None)
@@ -124,12 +134,16 @@ class ServiceHost:
 
 async def serve(settings: Settings, servicer_factory: Callable[[Settings], object], add_to_server: Callable,
                 service_full_name: str, frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
-    host = ServiceHost(settings, servicer_factory(settings), add_to_server, service_full_name, frontends)
+    try:
+        servicer = servicer_factory(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"{service_full_name}: {exc}") from None
+    host = ServiceHost(settings, servicer, add_to_server, service_full_name, frontends)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics.serve_metrics(settings.metrics_port)
+    metrics.serve_metrics(settings.metrics_port, settings.metrics_host or settings.host)
     starting = asyncio.create_task(host.start())
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,6 +158,7 @@ async def serve(settings: Settings, servicer_factory: Callable[[Settings], objec
     log.info("%s draining (up to %.1fs)", service_full_name, settings.drain_seconds)
     starting.cancel()
     await host.drain()
+    tracing.shutdown()
 
 
 def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
@@ -175,9 +190,13 @@ def run_service(name: str, servicer_factory: Callable[[Settings], object], add_t
                 service_full_name: str, argv: list[str] | None = None,
                 frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
     args = parse_args(name, argv)
-    settings = Settings.from_env(host=args.host, port=args.port, metrics_port=args.metrics_port, device=args.device)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        settings = Settings.from_env(host=args.host, port=args.port, metrics_port=args.metrics_port,
+                                     device=args.device)
+    except SettingsError as exc:
+        # A bad setting stops start-up with the variable's name, before anything listens.
+        raise SystemExit(f"{name}: {exc}") from None
+    logs.configure(name, settings.log_level, settings.log_format)
+    tracing.setup(name, settings.otlp_endpoint, settings.trace_sample_ratio)
     bound_threads(settings.torch_threads)
     asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name, frontends))

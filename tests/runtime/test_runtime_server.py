@@ -178,6 +178,16 @@ def test_bearer_token_guards_rpcs_but_not_health(service_process):
     assert health_status(server.target) == SERVING
 
 
+def nvml_gpu_present() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetCount() > 0
+    except Exception:  # noqa: BLE001 - no driver or library: no GPU
+        return False
+
+
 def test_prometheus_metrics_count_rpcs_by_status(service_process):
     metrics_port = free_port()
     server = service_process("toy", {"SYN_METRICS_PORT": str(metrics_port)}, module=TOY)
@@ -185,9 +195,14 @@ def test_prometheus_metrics_count_rpcs_by_status(service_process):
     with pytest.raises(grpc.RpcError):
         caption(server.target, b"")
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    assert 'syn_rpcs_total{code="OK",method="/synesthesia.v1.Captioning/Caption"} 1.0' in text
-    assert 'syn_rpcs_total{code="INVALID_ARGUMENT",method="/synesthesia.v1.Captioning/Caption"} 1.0' in text
-    assert 'syn_batch_size_count{batcher="toy"} 1.0' in text
+    assert 'syn_rpcs_total{code="OK",method="/synesthesia.v1.Captioning/Caption",model="toy"} 1.0' in text
+    # The empty image is refused before any model is chosen: no model label.
+    assert 'syn_rpcs_total{code="INVALID_ARGUMENT",method="/synesthesia.v1.Captioning/Caption",model=""} 1.0' in text
+    assert 'syn_batch_size_count{batcher="toy",model="toy"} 1.0' in text
+    assert 'syn_queue_wait_seconds_count{batcher="toy",model="toy"} 1.0' in text
+    assert 'syn_queue_depth{batcher="toy"} 0.0' in text
+    # NVML metrics where a GPU is present, absent (not zero) where none is.
+    assert ("syn_gpu_memory_used_bytes{" in text) == nvml_gpu_present()
 
 
 def test_request_id_is_echoed_in_trailing_metadata(shared_service):

@@ -6,6 +6,7 @@ and audio services; --embedding / --audio on those commands dial a service
 directly instead.
 Pictures land in --out (default ./out); --json (before or after the command)
 prints machine-readable results, errors included.
+Secured stacks: --token (SYN_TOKEN), --ca (TLS), --cert and --key (mutual TLS).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Column, Table
 
+from synesthesia.channels import ChannelSecurity
 from synesthesia.cli.output import (
     Output,
     console,
@@ -58,10 +60,11 @@ class State:
     out: Path = Path("out")
     as_json: bool = False
     token: str | None = None
+    security: ChannelSecurity = ChannelSecurity()
 
     def client(self, **direct: str | None) -> Client:
         """A client for the gateway; `embedding=` / `audio=` send those calls to a service directly."""
-        return Client(self.target, timeout_s=self.timeout_s, token=self.token, **direct)
+        return Client(self.target, timeout_s=self.timeout_s, security=self.security, **direct)
 
 
 state = State()
@@ -86,10 +89,27 @@ def options(
     out: Path = typer.Option(Path("out"), help="folder for pictures"),
     json_output: bool = typer.Option(False, "--json", help="print JSON instead of tables (also after the command)"),
     token: str = typer.Option(None, envvar="SYN_TOKEN", help="bearer token, if the stack requires one"),
+    ca: Path = typer.Option(None, envvar="SYN_CLIENT_CA_FILE", dir_okay=False,
+                            help="PEM roots that verify the server's certificate (turns TLS on)"),
+    cert: Path = typer.Option(None, envvar="SYN_CLIENT_CERT_FILE", dir_okay=False,
+                              help="client certificate for mutual TLS (with --key)"),
+    key: Path = typer.Option(None, envvar="SYN_CLIENT_KEY_FILE", dir_okay=False,
+                             help="client private key for mutual TLS (with --cert)"),
+    server_name: str = typer.Option(None, envvar="SYN_CLIENT_SERVER_NAME",
+                                    help="name to verify in the server certificate instead of the target host"),
+    tls: bool = typer.Option(False, "--tls", envvar="SYN_CLIENT_TLS", help="TLS with the system's roots"),
 ) -> None:
     state.target = target or default_target("gateway")
     state.timeout_s, state.out, state.as_json, state.token = timeout, out, json_output, token
     Output.as_json = json_output
+    try:
+        state.security = ChannelSecurity(
+            ca_file=str(ca or ""), cert_file=str(cert or ""), key_file=str(key or ""), server_name=server_name or "",
+            tls=tls, token=token or "",
+            names={"ca_file": "--ca", "cert_file": "--cert", "key_file": "--key", "server_name": "--server-name",
+                   "tls": "--tls", "token": "--token"})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 Flags = Mapping[str, str] | Callable[[dict], Mapping[str, str]]
