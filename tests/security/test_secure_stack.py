@@ -2,7 +2,7 @@
 gateway (the client library) and the `syn` CLI, with every refusal; one request id found in every
 service's JSON request log; one OpenTelemetry trace spanning gateway -> captioning and embedding.
 
-Certificates are generated here (tests/security/certs.py); nothing secret is committed.
+Certificates are generated here (scripts/dev_pki.py); nothing secret is committed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from synesthesia.channels import ChannelSecurity
 from synesthesia.client import Client
 from synesthesia.pictures import png_bytes
 from synesthesia.v1 import embedding_pb2, gateway_pb2, gateway_pb2_grpc
-from tests.security.certs import Pki, make_pki
+from scripts.dev_pki import Pki, make_pki
 from tests.servers import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from synesthesia.channels import ChannelSecurity
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 from tests.runtime.helpers import TOY, solid_png
-from tests.security.certs import make_pki
+from scripts.dev_pki import make_pki
 from tests.servers import REPO_ROOT, ServiceProcess, free_port, health_status
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
