@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: install protos check-protos test test-fast up down demo bench train \
         train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding \
-        compose-config clean
+        compose-config clean bench-peers
 
 install:
 	$(BOOT)
@@ -38,8 +38,15 @@ down:
 demo: install
 	$(PY) -m scripts.stack demo
 
+# Service benchmarks, then the peer comparison (Triton, TorchServe, Ray Serve in their own uv environments).
 bench: install
 	$(PY) -m tests.benchmarks --out BENCHMARKS.md
+	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md
+
+# Synesthesia against Triton (PyTriton), TorchServe and Ray Serve on the same models in one alternating run;
+# their environments are built under $${SYN_PEERS_DIR:-~/.cache/synesthesia/peers}, never in .venv.
+bench-peers: install
+	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md
 
 # Re-train the built-in checkpoints on ShapesWorld (each fits in about 20 minutes on 2 CPU cores).
 train: train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from tests.benchmarks.harness import THREADS, markdown_table, run_scenario
+from tests.benchmarks.peers import section
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,7 +35,8 @@ def machine() -> str:
 
 
 def modules(only: list[str]) -> list[str]:
-    names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name not in ("harness",)
+    # `peers` is its own run (make bench-peers): it writes its own section, kept below.
+    names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name not in ("harness", "peers")
                    and not m.name.startswith("_"))
     return [n for n in names if not only or n in only]
 
@@ -67,7 +69,10 @@ def main() -> int:
         "directly at its best batch size in the same run. Throughput is items per second; RSS is the server's "
         "peak resident set (VmHWM).\n"
     )
-    Path(args.out).write_text(header + "\n" + "\n\n".join(sections) + "\n")
+    out = Path(args.out)
+    # The peer comparison's section (make bench-peers) survives a re-run of these benchmarks.
+    peers = section.current(out.read_text()) if out.exists() else ""
+    out.write_text(header + "\n" + "\n\n".join(sections + ([peers] if peers else [])) + "\n")
     print(f"wrote {args.out}")
     return 0
 

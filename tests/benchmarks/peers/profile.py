@@ -1,0 +1,129 @@
+"""`python -m tests.benchmarks.peers.profile [--concurrency 32] [--seconds 20]`: where a captioning
+service process spends its time under load, sampled with py-spy (its own environment, envs.py).
+
+Starts the captioning service (one torch thread, max batch 16, 5 ms), drives Caption (beam 3, no
+attention, 64x64 PNG) at the given concurrency, and samples every thread of the server at 100 Hz,
+idle samples included. Prints, per thread, the share of samples in each activity:
+
+- batch thread: model (beam_search and the network), decode (image decoding and resizing), waiting
+  for a batch (the worker's Condition.wait), handing results over, other;
+- event loop (MainThread): gRPC/asyncio work, idle in the selector;
+- gRPC and other threads.
+
+A thread that is runnable but waiting for a core is sampled where it stands (not as idle), so on a
+machine with more runnable threads than cores "model" includes time the model thread waited for a
+core; the load average is printed with the table for that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from synesthesia.pictures import png_bytes
+from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
+from tests.benchmarks.harness import drive
+from tests.benchmarks.peers import envs, work
+from tests.servers import ServiceProcess
+
+CATEGORIES = [  # (category, any of these substrings in the stack), first match wins
+    ("decode", ("image_from_message", "decode_image", "images_to_batch", "PIL/")),
+    ("model", ("beam_search", "decoding.py", "network.py", "torch/nn")),
+    ("hand-over", ("_deliver", "call_soon_threadsafe", "_settle")),
+    ("waiting for a batch", ("_next (services/runtime/batching.py",)),
+    ("idle", ()),  # the innermost frame is a blocking wait (selector, lock, queue)
+    ("gRPC/asyncio", ("grpc", "asyncio", "servicer.py", "interceptors.py")),
+]
+BLOCKING = ("select (", "poll (", "wait (", "_wait_for_tstate_lock", "get (queue.py", "acquire (")
+
+
+def categorise(stack: str) -> str:
+    leaf = stack.rsplit(";", 1)[-1]
+    for name, needles in CATEGORIES:
+        if name == "idle":
+            if leaf.startswith(BLOCKING):
+                return name
+        elif any(n in stack for n in needles):
+            return name
+    return "other"
+
+
+def profile(concurrency: int, seconds: float, log=print) -> str:
+    spy = envs.ensure("profile").parent / "py-spy"
+    from models.shapesworld import EVAL_SEEDS, render_scene
+
+    pngs = [png_bytes(render_scene(seed).image) for seed in EVAL_SEEDS[:32]]
+    env = {"SYN_TORCH_THREADS": "1", "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
+           "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS)}
+    server = ServiceProcess("services.captioning", env).start(timeout_s=600)
+    out = Path(tempfile.mkdtemp(prefix="syn-profile-")) / "stacks.txt"
+    try:
+        channel = grpc.insecure_channel(server.target)
+        stub = captioning_pb2_grpc.CaptioningStub(channel)
+        requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=p)) for p in pngs]
+
+        def call(i: int):
+            return stub.Caption(requests[i % len(requests)], timeout=300)
+
+        drive(call, concurrency, 2 * concurrency)  # warm
+        stop = threading.Event()
+        done = [0]
+
+        def load():
+            while not stop.is_set():
+                done[0] += drive(call, concurrency, 4 * concurrency).calls
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        time.sleep(1.0)
+        subprocess.run([str(spy), "record", "--pid", str(server.process.pid), "--duration", str(int(seconds)),
+                        "--rate", "100", "--format", "raw", "--threads", "--idle", "--nonblocking", "-o", str(out)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop.set()
+        loader.join()
+    finally:
+        server.stop()
+    per_thread: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        thread = stack.split(";", 1)[0]
+        name = ("batch thread" if "batch-captioning" in thread or "_work (services/runtime/batching.py" in stack
+                else "event loop" if "MainThread" in thread or "run_until_complete" in stack else "other threads")
+        per_thread[name][categorise(stack)] += int(count)
+    lines = [f"Captioning service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz with py-spy "
+             f"(idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+             f"{os.cpu_count()} cores.", "",
+             "| thread | samples | " + " | ".join(c for c, _ in CATEGORIES) + " | other |",
+             "| --- | ---: | " + " | ".join("---:" for _ in CATEGORIES) + " | ---: |"]
+    for name in ("batch thread", "event loop", "other threads"):
+        counts = per_thread.get(name)
+        if not counts:
+            continue
+        total = sum(counts.values())
+        shares = [f"{100.0 * counts[c] / total:.0f}%" for c in [c for c, _ in CATEGORIES] + ["other"]]
+        lines.append(f"| {name} | {total} | " + " | ".join(shares) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    print(profile(args.concurrency, args.seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
