@@ -71,8 +71,14 @@ class Ports:
     def take(self) -> int:
         if self._next is None:
             return free_port()
-        port, self._next = self._next, self._next + 1
-        return port
+        while True:  # skip a port something else on the machine holds
+            port, self._next = self._next, self._next + 1
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
 
 
 @dataclass
@@ -175,6 +181,19 @@ def _wait_until(what: str, probe: Callable[[], object], process: subprocess.Pope
     raise TimeoutError(f"{what} not answering after {timeout_s}s ({last}):\n{log.read_text()[-3000:]}")
 
 
+def _ready_calls(what: str, send, requests: dict, caption_of, vector_of, process, log: Path) -> dict:
+    """{model: call(i)} sending requests[model][i % 32] through `send`, once both models answer."""
+    def caption(i: int):
+        return caption_of(send(requests["captioning"][i % len(PNGS)], timeout=300))
+
+    def embed(i: int):
+        return vector_of(send(requests["embedding"][i % len(PNGS)], timeout=300))
+
+    for call in (caption, embed):
+        _wait_until(what, lambda call=call: call(0), process, log)
+    return {"captioning": caption, "embedding": embed}
+
+
 def _channel(port: int) -> grpc.Channel:
     return grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS)
 
@@ -269,18 +288,9 @@ def start_triton(ports: Ports, logs: Path):
                 request.inputs.add(name="image", datatype="BYTES", shape=[1, 1])
                 request.raw_input_contents.append(struct.pack("<I", len(png)) + png)
                 requests[model].append(request)
-
-        def caption(i: int):
-            reply = infer(requests["captioning"][i % len(PNGS)], timeout=300)
-            return reply.raw_output_contents[0][4:].decode()
-
-        def embed(i: int):
-            reply = infer(requests["embedding"][i % len(PNGS)], timeout=300)
-            return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32)
-
-        for call in (caption, embed):
-            _wait_until("tritonserver", lambda call=call: call(0), process, log)
-        return {"captioning": caption, "embedding": embed}
+        # BYTES outputs carry a 4-byte length prefix; FP32 outputs are the raw little-endian values.
+        return _ready_calls("tritonserver", infer, requests, lambda reply: reply.raw_output_contents[0][4:].decode(),
+                            lambda reply: np.frombuffer(reply.raw_output_contents[0], dtype=np.float32), process, log)
 
     return start
 
@@ -330,17 +340,8 @@ def start_torchserve(ports: Ports, logs: Path):
         request_cls, response_cls = protocols.torchserve(python)
         predict = protocols.unary(_channel(ports_["grpc"]), protocols.TORCHSERVE_PREDICT, request_cls, response_cls)
         requests = {m: [request_cls(model_name=m, input={"data": png}) for png in PNGS] for m in MODELS}
-
-        def caption(i: int):
-            return json.loads(predict(requests["captioning"][i % len(PNGS)], timeout=300).prediction)["caption"]
-
-        def embed(i: int):
-            return np.frombuffer(predict(requests["embedding"][i % len(PNGS)], timeout=300).prediction,
-                                 dtype=np.float32)
-
-        for call in (caption, embed):
-            _wait_until("torchserve", lambda call=call: call(0), process, log)
-        return {"captioning": caption, "embedding": embed}
+        return _ready_calls("torchserve", predict, requests, lambda reply: json.loads(reply.prediction)["caption"],
+                            lambda reply: np.frombuffer(reply.prediction, dtype=np.float32), process, log)
 
     return start
 
