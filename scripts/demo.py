@@ -37,12 +37,17 @@ def _wav(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def sample_scene():
+    """The held-out two-object day scene the demo listens to and leaves as out/demo/inputs/scene.png."""
+    return render_scene(EVAL_SEEDS[7], objects=2, domain="day")
+
+
 def write_inputs(folder: Path) -> dict[str, Path]:
     """The sample inputs the README's and docs' examples use, left in out/demo/inputs/:
     scene.png (two held-out objects, day), sound.wav (the sound of one of them), sketch.png (the scene's
     sketch, for sketch2photo) and photos/ (twelve one-object scenes to index and search)."""
     folder.mkdir(parents=True, exist_ok=True)
-    scene = render_scene(EVAL_SEEDS[7], objects=2, domain="day")
+    scene = sample_scene()
     files = {"scene": folder / "scene.png", "sound": folder / "sound.wav", "sketch": folder / "sketch.png",
              "photos": folder / "photos"}
     files["scene"].write_bytes(png_bytes(scene.image))
@@ -103,7 +108,7 @@ def run_demo(gateway_target: str, embedding_target: str, out: Path) -> dict:
                             "imagine.png")
             report["imagine"] = [i.caption for i in imagined.images]
 
-        scene = render_scene(EVAL_SEEDS[7], objects=2, domain="day")
+        scene = sample_scene()
         heard = gateway.Listen(gateway_pb2.ListenRequest(
             image=common_pb2.Image(data=png_bytes(scene.image)),
             audio=common_pb2.AudioClip(encoded=_wav(scene.audio))), timeout=60)

@@ -256,3 +256,22 @@ def test_token_and_tls_are_the_grpc_settings(service_process, upstream_targets, 
     assert status == 200 and json.loads(body)["caption"], body
     with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # no plain HTTP
         get(f"http://127.0.0.1:{port}/openapi.json")
+
+
+def test_client_streaming_takes_a_json_array_and_health_is_served(base, scene):
+    chunks = np.array_split(scene.audio.astype("<f4"), 4)
+    requests = [{"options": {"kind": "FEATURE_KIND_POWER", "nFft": 256}} if i == 0 else {} for i in range(4)]
+    for request, chunk in zip(requests, chunks):
+        request["chunk"] = {"samplesF32le": b64(chunk.tobytes()), "sampleRateHz": 16000}
+    status, _, body = post(f"{base}/synesthesia.v1.Audio/StreamFeatures", json.dumps(requests).encode())
+    assert status == 200, body
+    reply = json.loads(body)
+    assert reply["chunkCount"] == 4 and int(reply["result"]["features"]["shape"][0]) == 129
+    ndjson = "\n".join(json.dumps(r) for r in requests).encode()  # NDJSON bodies work too
+    status, _, body = post(f"{base}/synesthesia.v1.Audio/StreamFeatures", ndjson)
+    assert status == 200 and json.loads(body)["chunkCount"] == 4
+
+    status, _, body = get(f"{base}/healthz")
+    assert status == 200 and json.loads(body) == {"status": "SERVING"}
+    status, headers, body = get(f"{base}/")
+    assert status == 200 and "<title>Synesthesia playground</title>" in body

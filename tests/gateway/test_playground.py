@@ -6,15 +6,12 @@ and the test reads what a person would see. Screenshots go to out/test-artifacts
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pytest
-import soundfile
 
-from models.shapesworld import EVAL_SEEDS, render_scene
-from synesthesia.pictures import png_bytes
+from scripts.demo import sample_scene, write_inputs
 from tests.conftest import http_url
 
 pytestmark = pytest.mark.slow
@@ -28,18 +25,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    """The sample inputs `make demo` leaves (the scene, its sound, photos/), plus a file that is no image."""
     folder = tmp_path_factory.mktemp("playground-inputs")
-    scene = render_scene(EVAL_SEEDS[7], objects=2, domain="day")
-    (folder / "scene.png").write_bytes(png_bytes(scene.image))
-    buffer = io.BytesIO()
-    soundfile.write(buffer, scene.audio, 16000, format="WAV", subtype="FLOAT")
-    (folder / "sound.wav").write_bytes(buffer.getvalue())
+    write_inputs(folder)
     (folder / "junk.png").write_bytes(b"not an image")
-    gallery = folder / "gallery"
-    gallery.mkdir()
-    for i in range(6):
-        (gallery / f"g{i}.png").write_bytes(png_bytes(render_scene(EVAL_SEEDS[400 + i], objects=1).image))
-    return folder, scene
+    return folder, sample_scene()
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +146,13 @@ def test_index_then_search(page, files):
     folder, _ = files
     tab(page, "search")
     page.fill("#search input[name=collection]", "playground-test")
-    page.set_input_files("#search input[name=images]", sorted(str(p) for p in (folder / "gallery").iterdir()))
+    photos = sorted((folder / "photos").iterdir())
+    page.set_input_files("#search input[name=images]", [str(p) for p in photos])
     assert submit(page, "search", ".index-form") == "done", page.inner_text("#search .error")
-    assert page.inner_text("#search .meta").startswith("indexed 6 pictures into playground-test")
-    page.set_input_files("#search .search-form input[name=image]", str(folder / "gallery" / "g2.png"))
+    assert page.inner_text("#search .meta").startswith(f"indexed {len(photos)} pictures into playground-test")
+    page.set_input_files("#search .search-form input[name=image]", str(photos[2]))
     assert submit(page, "search", ".search-form") == "done", page.inner_text("#search .error")
-    assert page.locator("#search .hits li").first.inner_text().startswith("g2.png")
+    assert page.locator("#search .hits li").first.inner_text().startswith(photos[2].name)
 
 
 def test_pipeline_shows_each_event(page, files):
