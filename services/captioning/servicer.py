@@ -42,6 +42,7 @@ from services.runtime import (
     DynamicBatcher,
     Settings,
     backend_infos,
+    decodes_inline,
     image_from_message,
     invalid_argument,
     not_found,
@@ -53,9 +54,6 @@ from services.runtime.acceleration import Acceleration
 DEFAULT_BEAM_SIZE = 3
 DEFAULT_MAX_LENGTH = 20
 MAX_LENGTH = 50
-# Encoded images up to this size are decoded inside the batch (a 64x64 PNG takes ~0.1 ms); bigger ones
-# in a thread before they join a batch, so one large file cannot hold up its batch mates.
-INLINE_DECODE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -208,7 +206,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     async def _job(self, request) -> CaptionJob:
         name, beam, length = self._options(request.options)
         job = CaptionJob(name, None, beam, length, image=request.image)
-        if request.image.WhichOneof("source") == "data" and len(request.image.data) > INLINE_DECODE_BYTES:
+        if not decodes_inline([request.image]):
             # A big file would hold up its whole batch while it decodes: decode it in a thread first.
             def prepare() -> None:
                 image = image_from_message(request.image, "image", self.settings.max_image_pixels)

@@ -61,6 +61,7 @@ from services.runtime import (
     DynamicBatcher,
     Settings,
     backend_infos,
+    decodes_inline,
     image_from_message,
     failed_precondition,
     invalid_argument,
@@ -90,6 +91,8 @@ class EmbedJob:
     model: str
     texts: list[str] | None = None
     pixels: torch.Tensor | None = None  # [n, 3, H, W], prepared for that model
+    # Small images (and field names for errors), decoded into `pixels` inside the batch.
+    images: list[tuple[common_pb2.Image, str]] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -211,6 +214,12 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         results: list[np.ndarray | Exception] = [None] * len(jobs)  # type: ignore[list-item]
         groups: dict[tuple[str, bool], list[int]] = {}
         for i, job in enumerate(jobs):
+            if job.images is not None and job.pixels is None:
+                try:  # decoding here saves the call a hop to a decoding thread; a bad image fails its call only
+                    job.pixels = self._prepare(self.models[job.model], job.images)
+                except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                    results[i] = exc
+                    continue
             groups.setdefault((job.model, job.texts is not None), []).append(i)
         for (name, is_text), indices in groups.items():
             backend = self.models[name]
@@ -264,18 +273,21 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if not 1 <= count <= MAX_INPUTS:
             raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
 
-    async def _pixels(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
-        """Decode and prepare images (field name per image, for errors) in a worker thread."""
-        def prepare() -> torch.Tensor:
-            return torch.stack([backend.prepare(image_from_message(data, name, self.settings.max_image_pixels))
-                                for data, name in datas])
+    def _prepare(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
+        """Decode and prepare images (field name per image, for errors)."""
+        return torch.stack([backend.prepare(image_from_message(data, name, self.settings.max_image_pixels))
+                            for data, name in datas])
 
-        return await asyncio.to_thread(prepare)
+    async def _pixels(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
+        """Decode and prepare images in a worker thread."""
+        return await asyncio.to_thread(self._prepare, backend, datas)
 
     async def _embed_texts(self, name: str, texts: list[str]) -> np.ndarray:
         return _unwrap(await self.batcher.submit(EmbedJob(name, texts=texts)))
 
     async def _embed_images(self, name: str, datas: list[tuple[common_pb2.Image, str]]) -> np.ndarray:
+        if decodes_inline([image for image, _ in datas]):
+            return _unwrap(await self.batcher.submit(EmbedJob(name, images=datas)))
         pixels = await self._pixels(self.models[name], datas)
         return _unwrap(await self.batcher.submit(EmbedJob(name, pixels=pixels)))
 

@@ -15,7 +15,7 @@ from .errors import (
     unavailable,
 )
 from .calls import REQUEST_ID, note_model
-from .images import decode_image, encode_png, image_from_message, to_rgb
+from .images import INLINE_DECODE_BYTES, decode_image, decodes_inline, encode_png, image_from_message, to_rgb
 from .models import backend_infos, model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings, SettingsError, read_settings
@@ -31,6 +31,8 @@ __all__ = [
     "backend_infos",
     "decode_image",
     "image_from_message",
+    "decodes_inline",
+    "INLINE_DECODE_BYTES",
     "describe_device",
     "encode_png",
     "failed_precondition",

@@ -520,6 +520,20 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                     f"{system.agreement.get(model, 0)} | {ours_rate / rate if rate else float('nan'):.2f} | "
                     f"{rate / best:.2f} |")
         lines.append("")
+        gateway = next((s for s in live if s.name == "Synesthesia via gateway"), None)
+        peers = [s for s in live if not s.name.startswith("Synesthesia")]
+        if ours:
+            checks = []
+            for concurrency in CONCURRENCIES:
+                mine = ours.results[model][concurrency]
+                ratios = [mine.throughput(1) / p.results[model][concurrency].throughput(1) for p in peers
+                          if p.results.get(model, {}).get(concurrency)]
+                hop = (f", gateway hop +{gateway.results[model][concurrency].percentile(0.5) - mine.percentile(0.5):.1f} "
+                       "ms p50" if gateway and gateway.results.get(model, {}).get(concurrency) else "")
+                checks.append(f"concurrency {concurrency}: Synesthesia / fastest peer "
+                              f"{min(ratios) if ratios else float('nan'):.2f}, service / in-process "
+                              f"{mine.throughput(1) / best:.2f}{hop}")
+            lines += ["Targets: " + "; ".join(checks) + ".", ""]
     if failures:
         lines += ["### Systems that did not run", ""]
         lines += [f"- {name}: `{why.strip().splitlines()[-1] if why.strip() else why}`" for name, why in failures.items()]
