@@ -93,3 +93,28 @@ def test_sigkill_of_the_database_loses_no_acknowledged_write_and_the_service_rec
     with psycopg.connect(database.url) as conn:
         table = conn.execute("SELECT table_name FROM syn_collections WHERE name = 'crash'").fetchone()[0]
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == size
+
+
+def test_collections_of_other_weights_or_dimensions_are_refused(service_process, postgres_url):
+    """The catalogue's model fingerprint and dimension are checked as the FAISS store's are."""
+    from models.training import read_manifest
+    from services.embedding.postgres_store import PostgresStore
+    from tests.runtime.helpers import field_violations
+
+    fingerprint = read_manifest()["embedding"]["sha256"]
+    with PostgresStore(postgres_url) as store:
+        store.create("other-weights", "embedding", "0" * 64, 128)
+        store.create("other-dimension", "embedding", fingerprint, 64)
+        store.create("fine", "embedding", fingerprint, 128)
+    service = service_process("embedding", env=store_env(postgres_url))
+    channel, stub = stub_for(service.target)
+    with channel:
+        for name in ("other-weights", "other-dimension"):
+            for call, request in ((stub.Search, E.SearchRequest(collection=name, text="a red circle", top_k=1)),
+                                  (stub.Upsert, E.UpsertRequest(collection=name, items=[text_item("x", "a")]))):
+                with pytest.raises(grpc.RpcError) as caught:
+                    call(request, timeout=30)
+                assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, caught.value.details()
+                assert "collection" in [f for f, _ in field_violations(caught.value)]
+        assert stub.Upsert(E.UpsertRequest(collection="fine", items=[text_item("x", "a red circle")]),
+                           timeout=30).collection_size == 1
