@@ -134,12 +134,12 @@ class PostgresServer:
                   "--locale=C")
         return self
 
-    def start(self, timeout_s: float = 60.0) -> "PostgresServer":
+    def start(self, timeout_s: float = 60.0, shared_buffers: str = "64MB") -> "PostgresServer":
         self.port = self.port or free_port()
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.root), "-c", "max_connections=50", "-c", "shared_buffers=64MB",
+             "-k", str(self.root), "-c", "max_connections=50", "-c", f"shared_buffers={shared_buffers}",
              "-c", "fsync=on", "-c", "synchronous_commit=on"],
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._as_server_user(), start_new_session=True)
         log.close()

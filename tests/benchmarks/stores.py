@@ -20,6 +20,9 @@ import numpy as np
 
 
 SIZES = tuple(int(n) for n in os.environ.get("SYN_BENCH_STORE_SIZES", "10000,100000").split(","))
+# Subsets for a quick look (the default, both of each, is what `make bench` reports).
+BACKENDS = tuple(os.environ.get("SYN_BENCH_STORE_BACKENDS", "faiss,postgresql").split(","))
+KINDS = tuple(os.environ.get("SYN_BENCH_STORE_KINDS", "flat-ip,hnsw").split(","))
 DIM = 128
 SEARCHES = 200
 UPSERTS = 100
@@ -78,14 +81,15 @@ def extra_sections() -> list[str]:
     from tests.postgres import PostgresServer, find_bindir
 
     rows = []
-    server = PostgresServer(find_bindir()).init().start()
+    # shared_buffers big enough for a 100k HNSW graph (~100 MB): PostgreSQL's own cache, not the OS's.
+    server = PostgresServer(find_bindir()).init().start(shared_buffers="512MB")
     try:
         for size in SIZES:
             vectors = _vectors(size, seed=size)
             queries = _vectors(SEARCHES, seed=1)
             exact_top = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-            for backend in ("faiss", "postgresql"):
-                for kind in ("flat-ip", "hnsw"):
+            for backend in BACKENDS:
+                for kind in KINDS:
                     name = f"bench-{kind}-{size}"
                     with tempfile.TemporaryDirectory(prefix="bench-stores-") as root:
                         store = (FaissStore(root, kind, snapshot_every=0) if backend == "faiss"
