@@ -139,9 +139,12 @@ def _popen(args: list[str], env: dict, log: Path, cwd: Path = REPO_ROOT, nice: i
 
 
 def _renice(system: "System", value: int = 0) -> None:
+    """Every thread of every process of `system` to priority `value` (on Linux a priority belongs to a
+    thread: renicing a process leaves the threads it already started where they were)."""
     for proc in system.processes():
-        with contextlib.suppress(psutil.Error):
-            proc.nice(value)
+        with contextlib.suppress(psutil.Error, OSError):
+            for thread in proc.threads():
+                os.setpriority(os.PRIO_PROCESS, thread.id, value)
 
 
 def _kill_group(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
@@ -548,6 +551,8 @@ def main() -> int:
     parser.add_argument("--peers", default=os.environ.get("SYN_BENCH_PEERS", ",".join(envs.PEERS)))
     args = parser.parse_args()
     os.environ.setdefault("SYN_TORCH_THREADS", str(THREADS))
+    # A terminated run still stops every server it started (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     peers = [p for p in args.peers.split(",") if p]
     text = run(peers)
     section.write(Path(args.out), text)
