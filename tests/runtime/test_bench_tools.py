@@ -31,4 +31,5 @@ def test_profiler_categories_follow_the_innermost_activity():
         "waiting for a batch"
     loop = "Thread 1 (MainThread);run (asyncio/runners.py:118);_run_once (asyncio/base_events.py:1898)"
     assert categorise(loop + ";select (selectors.py:468)") == "idle"
+    assert categorise(loop + ";EpollSelector.select (selectors.py:468)") == "idle"
     assert categorise(loop + ";_run (asyncio/events.py:80);_handle (grpc/_cython/x)") == "gRPC/asyncio"

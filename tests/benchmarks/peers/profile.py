@@ -43,14 +43,17 @@ CATEGORIES = [  # (category, any of these substrings in the stack), first match 
     ("idle", ()),  # the innermost frame is a blocking wait (selector, lock, queue)
     ("gRPC/asyncio", ("grpc", "asyncio", "servicer.py", "interceptors.py")),
 ]
-BLOCKING = ("select (", "poll (", "wait (", "_wait_for_tstate_lock", "get (queue.py", "acquire (")
+# Innermost Python frames that block (in C below them): selectors, locks, idle executor workers and
+# gRPC's completion-queue poller.
+BLOCKING = ("select (", "poll (", "wait (", "_wait_for_tstate_lock", "get (queue.py", "acquire (",
+            "_worker (concurrent/futures/thread.py", "_poll_wrapper (")
 
 
 def categorise(stack: str) -> str:
     leaf = stack.rsplit(";", 1)[-1]
     for name, needles in CATEGORIES:
         if name == "idle":
-            if leaf.startswith(BLOCKING):
+            if leaf.startswith(BLOCKING) or any(f".{b}" in leaf for b in BLOCKING):
                 return name
         elif any(n in stack for n in needles):
             return name
@@ -101,6 +104,7 @@ def profile(concurrency: int, seconds: float, log=print) -> str:
         name = ("batch thread" if "batch-captioning" in thread or "_work (services/runtime/batching.py" in stack
                 else "event loop" if "MainThread" in thread or "run_until_complete" in stack else "other threads")
         per_thread[name][categorise(stack)] += int(count)
+    log(f"raw stacks: {out}")
     lines = [f"Captioning service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz with py-spy "
              f"(idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
              f"{os.cpu_count()} cores.", "",
