@@ -28,6 +28,7 @@ from models.audio import decoding
 from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
 from models.audio.localize import load_localizer, localize
 from models.training import LoadedModel
+from services.audio.settings import AudioSettings
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -80,15 +81,16 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = select_device(settings.device)
-        self.max_seconds = float(settings.env("AUDIO_MAX_SECONDS", "30"))
-        self.max_stft_cells = int(settings.env("AUDIO_MAX_STFT_CELLS", str(1 << 23)))
-        self.model_names = [n.strip() for n in settings.env("AUDIO_MODELS", "localization").split(",") if n.strip()]
+        own = AudioSettings.from_env()
+        self.max_seconds = own.max_seconds
+        self.max_stft_cells = own.max_stft_cells
+        self.model_names = list(own.models)
         self.models: dict[str, LoadedModel] = {}
         # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
         # default (they still share a pass with whatever is already queued).
         self.feature_batcher = DynamicBatcher(
             self._features_batch, max_batch_size=settings.max_batch_size,
-            max_wait_ms=float(settings.env("AUDIO_FEATURES_BATCH_WAIT_MS", "0")), name="audio-features")
+            max_wait_ms=own.features_batch_wait_ms, name="audio-features")
         self.localize_batcher = DynamicBatcher(self._localize_batch, max_batch_size=settings.max_batch_size,
                                                max_wait_ms=settings.max_batch_wait_ms, name="audio-localize")
 

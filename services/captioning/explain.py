@@ -59,7 +59,7 @@ class CaptioningExplainer:
         self.settings = servicer.settings
         self.device = servicer.device
         self.lane = ExplainLane(self.settings, "captioning", [servicer.batcher])
-        self.judge_name = self.settings.env("CAPTIONING_JUDGE", "judge").strip()
+        self.judge_name = servicer.own.judge
         self.judge = None
 
     def load(self) -> None:

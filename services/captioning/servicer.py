@@ -38,6 +38,7 @@ from models.captioning.decoding import MAX_BEAM_SIZE, DecodedCaption, DecodedWor
 from models.images import images_to_batch
 from models.training import LoadedModel
 from services.captioning.explain import CaptioningExplainer
+from services.captioning.settings import CaptioningSettings
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -87,11 +88,11 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = select_device(settings.device)
-        self.builtin_names = [n.strip() for n in settings.env("CAPTIONING_MODELS", "captioning").split(",")
-                              if n.strip()]
-        self.hf_dir = settings.env("CAPTIONING_HF_DIR", "").strip()
-        self.hf_name = settings.env("CAPTIONING_HF_NAME", "").strip()
-        self.length_penalty = float(settings.env("CAPTIONING_LENGTH_PENALTY", "1.0"))
+        self.own = CaptioningSettings.from_env()
+        self.builtin_names = list(self.own.models)
+        self.hf_dir = self.own.hf_dir
+        self.hf_name = self.own.hf_name
+        self.length_penalty = self.own.length_penalty
         self.acceleration = Acceleration.from_settings(settings)
         self.models: dict[str, Backend] = {}
         self.default_model = ""  # set once the models are loaded

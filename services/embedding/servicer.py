@@ -44,8 +44,8 @@ from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 from models.embedding.checkpoint import load_embedder
 from models.images import images_to_batch
+from services.embedding.settings import EmbeddingSettings
 from services.embedding.store import (
-    INDEX_KINDS,
     CollectionInfo,
     CollectionNotFound,
     CollectionStore,
@@ -119,21 +119,20 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = select_device(settings.device)
-        self.builtin_names = [n.strip() for n in settings.env("EMBEDDING_MODELS", "embedding").split(",") if n.strip()]
-        self.hf_dir = settings.env("EMBEDDING_HF_DIR", "").strip()
-        self.hf_name = settings.env("EMBEDDING_HF_NAME", "").strip()
-        self.index_dir = settings.env("EMBEDDING_INDEX_DIR", "run/index")
-        self.store_url = settings.env("EMBEDDING_STORE", "").strip() or self.index_dir
+        own = EmbeddingSettings.from_env()
+        self.builtin_names = list(own.models)
+        self.hf_dir = own.hf_dir
+        self.hf_name = own.hf_name
+        self.index_dir = own.index_dir
+        self.store_url = own.store or self.index_dir
         self.store_setting = "SYN_EMBEDDING_STORE" if self.store_url != self.index_dir else "SYN_EMBEDDING_INDEX_DIR"
-        self.index_kind = settings.env("EMBEDDING_INDEX_KIND", "flat-ip").strip()
-        if self.index_kind not in INDEX_KINDS:
-            raise SystemExit(f"SYN_EMBEDDING_INDEX_KIND={self.index_kind!r}: use one of {', '.join(INDEX_KINDS)}")
-        self.snapshot_every = int(settings.env("EMBEDDING_SNAPSHOT_EVERY", "1000"))
-        self.snapshot_interval_s = float(settings.env("EMBEDDING_SNAPSHOT_INTERVAL_S", "30"))
-        self.hnsw_m = int(settings.env("EMBEDDING_HNSW_M", "32"))
-        self.hnsw_ef_search = int(settings.env("EMBEDDING_HNSW_EF_SEARCH", "64"))
-        self.pool_size = int(settings.env("EMBEDDING_STORE_POOL_SIZE", "8"))
-        self.store_timeout_s = float(settings.env("EMBEDDING_STORE_TIMEOUT_S", "10"))
+        self.index_kind = own.index_kind
+        self.snapshot_every = own.snapshot_every
+        self.snapshot_interval_s = own.snapshot_interval_s
+        self.hnsw_m = own.hnsw_m
+        self.hnsw_ef_search = own.hnsw_ef_search
+        self.pool_size = own.store_pool_size
+        self.store_timeout_s = own.store_timeout_s
         self.models: dict[str, Backend] = {}
         self.default_model = ""  # set once the models are loaded
         self.store: CollectionStore | None = None

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2
 
 from services.gateway import pipeline
 from services.gateway.forwarding import forwarding_handlers
+from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream, call, connect
 from services.runtime import Settings, decode_image, encode_png, invalid_argument
 from synesthesia.tensors import from_tensor
@@ -68,7 +69,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.upstreams: dict[str, Upstream] = connect(settings)
-        self.health_interval_s = float(settings.env("GATEWAY_HEALTH_INTERVAL_S", "2"))
+        self.health_interval_s = GatewaySettings.from_env().health_interval_s
         self.upstream_status: dict[str, bool] = {name: False for name in self.upstreams}
 
     @property

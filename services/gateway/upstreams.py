@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.gateway.settings import GatewaySettings, UpstreamTargets
 from services.runtime import REQUEST_ID, ServiceError, Settings, metrics, tracing
 from synesthesia.channels import ChannelSecurity
 from synesthesia.services import UPSTREAMS, Service
@@ -89,15 +90,16 @@ class Upstream:
 
 def upstream_security(settings: Settings) -> ChannelSecurity:
     """SYN_CLIENT_* for the transport; the gateway's own token (see the module doc) for every call."""
-    token = settings.env("GATEWAY_UPSTREAM_TOKEN", "").strip() or settings.auth_token
+    token = GatewaySettings.from_env().upstream_token or settings.auth_token
     return ChannelSecurity.from_env().with_token(token)
 
 
 def connect(settings: Settings) -> dict[str, Upstream]:
     security = upstream_security(settings)
+    targets = UpstreamTargets.from_env()
     upstreams = {}
     for service in UPSTREAMS:
-        target = settings.env(f"{service.name.upper()}_TARGET", service.target)
+        target = targets.target(service.name)
         channel = security.aio_channel(target, channel_options(settings.max_message_bytes),
                                        interceptors=tracing.client_interceptors())
         upstreams[service.name] = Upstream(service.name, target, channel, service.stub(channel), service,

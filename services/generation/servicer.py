@@ -23,6 +23,7 @@ from models.generation.image_to_image import available_image_to_image_models, lo
 from models.generation.text2image import CHECKPOINT_NAME as TEXT2IMAGE
 from models.generation.text2image import Text2Image, load_text2image, parameter_count
 from models.training import read_manifest
+from services.generation.settings import GenerationSettings
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -43,7 +44,6 @@ MAX_IMAGES = 16
 # Generator calls always see this many rows (zero-padded): convolution kernels
 # are picked per batch shape and round differently (~1e-6), so a fixed shape is
 # what keeps a sample's bytes independent of the requests that share its batch.
-DEFAULT_CHUNK = 8
 # Image-to-image models work at their training size.
 WORKING_SIZE = 64
 
@@ -67,9 +67,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self.device = select_device(settings.device)
         self.text_models: dict[str, Text2Image] = {}
         self.image_models: dict[str, object] = {}
-        self.chunk = int(settings.env("GENERATION_CHUNK", str(DEFAULT_CHUNK)))
-        if self.chunk < 1:
-            raise SystemExit(f"SYN_GENERATION_CHUNK must be >= 1, got {self.chunk}")
+        self.chunk = GenerationSettings.from_env().chunk
         if self.device.type == "cuda":
             # Same reason as the fixed chunk: no run-to-run algorithm choice.
             torch.backends.cudnn.benchmark = False

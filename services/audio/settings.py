@@ -1,0 +1,23 @@
+"""SYN_AUDIO_*: the audio service's own settings, typed and checked once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.runtime import read_settings
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    # Longest clip accepted, seconds (longer: INVALID_ARGUMENT naming this setting).
+    max_seconds: float = field(default=30.0, metadata={"min": 0.001})
+    # Largest STFT (frequency bins x frames) one request may ask for: bounds memory per call.
+    max_stft_cells: int = field(default=1 << 23, metadata={"min": 1})
+    # Localisation checkpoints served (comma-separated); the first is the default.
+    models: tuple[str, ...] = ("localization",)
+    # Feature calls do not wait for company by default: an STFT costs the same batched or not.
+    features_batch_wait_ms: float = field(default=0.0, metadata={"min": 0.0})
+
+    @classmethod
+    def from_env(cls) -> "AudioSettings":
+        return read_settings(cls, "SYN_AUDIO_")

@@ -1,0 +1,39 @@
+"""The gateway's own settings (SYN_GATEWAY_*, SYN_<UPSTREAM>_TARGET, SYN_HTTP_PORT), typed and checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.runtime import read_settings
+from synesthesia.services import UPSTREAMS
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    # How often upstream health is polled (the gateway is SERVING only while all are).
+    health_interval_s: float = field(default=2.0, metadata={"min": 0.05})
+    # The gateway's own bearer token for its upstreams; empty = its SYN_AUTH_TOKEN. Never the caller's
+    # (docs/security.md says why).
+    upstream_token: str = ""
+
+    @classmethod
+    def from_env(cls) -> "GatewaySettings":
+        return read_settings(cls, "SYN_GATEWAY_")
+
+
+@dataclass(frozen=True)
+class UpstreamTargets:
+    """SYN_<NAME>_TARGET per upstream (host:port, or dns:///name:port for round-robin over replicas)."""
+
+    captioning_target: str = ""
+    generation_target: str = ""
+    audio_target: str = ""
+    embedding_target: str = ""
+
+    @classmethod
+    def from_env(cls) -> "UpstreamTargets":
+        return read_settings(cls, "SYN_")
+
+    def target(self, name: str) -> str:
+        default = next(service.target for service in UPSTREAMS if service.name == name)
+        return getattr(self, f"{name}_target", "") or default
