@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
+import urllib.request
 
 import grpc
 import psutil
@@ -174,6 +178,26 @@ def test_half_or_bad_configuration_stops_start_up_naming_the_variable(pki, env, 
 
 
 def _base_env() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("SYN_")} | {"SYN_HOST": "127.0.0.1"}
+
+
+def test_a_caller_that_gives_up_is_counted_and_logged(toy):
+    port = free_port()
+    server = toy({"SYN_METRICS_PORT": str(port), "SYN_TOY_DELAY_MS": "1500", "SYN_LOG_FORMAT": "json"})
+    with grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            captioning_pb2_grpc.CaptioningStub(channel).Caption(
+                captioning_pb2.CaptionRequest(image=common_pb2.Image(data=solid_png(9))),
+                metadata=(("x-request-id", "gave-up-1"),), timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wanted = 'syn_rpcs_cancelled_total{method="/synesthesia.v1.Captioning/Caption"} 1.0'
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if wanted in text:
+            break
+        time.sleep(0.2)
+    assert wanted in text
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    (line,) = [entry for entry in lines if entry.get("request_id") == "gave-up-1"]
+    assert line["status"] in ("DEADLINE_EXCEEDED", "CANCELLED") and line["model"] == "toy"
