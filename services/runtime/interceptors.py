@@ -91,7 +91,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             metrics.IN_FLIGHT.inc()
             return call
 
-        def check(call: Call) -> None:
+        def check() -> None:
             if denied:
                 raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in `authorization`")
 
@@ -111,7 +111,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 call = begin(context)
                 try:
-                    check(call)
+                    check()
                     result = behaviour(request, context)
                     if inspect.isawaitable(result):
                         result = await result
@@ -134,7 +134,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 call = begin(context)
                 try:
-                    check(call)
+                    check()
                     result = behaviour(request, context)
                     if inspect.isasyncgen(result):
                         async for response in result:
