@@ -153,6 +153,8 @@ def test_index_then_search(page, files):
     page.set_input_files("#search .search-form input[name=image]", str(photos[2]))
     assert submit(page, "search", ".search-form") == "done", page.inner_text("#search .error")
     assert page.locator("#search .hits li").first.inner_text().startswith(photos[2].name)
+    offered = page.eval_on_selector_all("#collections option", "os => os.map(o => o.value)")
+    assert "playground-test" in offered  # the collection field offers ListCollections' names
 
 
 def test_pipeline_shows_each_event(page, files):

@@ -183,7 +183,7 @@ def _save(name: str, pixels: np.ndarray) -> Path:
 
 @app.command()
 @rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "beam_size": "--beam", "options.beam_size": "--beam",
-                      "top_k": "--top-k", "collection": "--collection"})
+                      "top_k": "--top-k", "collection": "--collection", "model": "--model"})
 def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
             beam: int = typer.Option(0, help="beam size 1-10 (0: server default)"),
             collection: str = typer.Option("", help="also list the nearest items of this collection"),
@@ -217,7 +217,7 @@ def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 
 @app.command()
-@rpc(flags={"prompt": "PROMPT", "image_count": "-n", "seed": "--seed"})
+@rpc(flags={"prompt": "PROMPT", "image_count": "-n", "seed": "--seed", "model": "--model"})
 def imagine(prompt: str, n: int = typer.Option(1, "-n", help="images, 1-16"),
             seed: int = typer.Option(0, help="0 picks a random seed")) -> None:
     """Generate images from a prompt, caption them, and score prompt agreement."""
@@ -252,7 +252,7 @@ def translate(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 
 @app.command()
-@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "audio": f"AUDIO {a['audio']}"})
+@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "audio": f"AUDIO {a['audio']}", "model": "--model"})
 def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
            audio: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
     """Find where in the image the sound comes from; writes a heatmap overlay."""
@@ -458,6 +458,11 @@ def step_outputs(event) -> tuple[dict | None, list[Path]]:
                 data = base64.b64decode(value["data"])
                 suffix = ".png" if data.startswith(b"\x89PNG") else ".jpg" if data.startswith(b"\xff\xd8") else ".bin"
                 return {"path": str(write(f"{where}{suffix}", data))}
+            if set(value) == {"pixels"} and isinstance(value["pixels"], dict):  # common.Image as RawPixels
+                raw = value["pixels"]
+                shape = [int(raw.get("height_px", 0)), int(raw.get("width_px", 0)), int(raw.get("channels") or 3)]
+                pixels = np.frombuffer(base64.b64decode(raw.get("data", "")), np.uint8).reshape(shape)
+                return {"path": str(write(f"{where}.png", png_bytes(pixels if shape[2] != 1 else pixels[..., 0])))}
             if "data_f32le" in value and "shape" in value:  # common.Tensor
                 array = np.frombuffer(base64.b64decode(value["data_f32le"]), "<f4").reshape(
                     [int(n) for n in value["shape"]])

@@ -257,6 +257,7 @@ function setupSearch() {
     const reply = await call(path, withModel(panel, path, { collection: form.collection.value, items }));
     $(panel, ".meta").textContent =
       `indexed ${reply.upsertedCount} pictures into ${form.collection.value} (${reply.collectionSize} items)`;
+    await listCollections();
   });
   panelRun(panel, $(panel, ".search-form"), async form => {
     const request = { collection: indexForm.collection.value, topK: Number(form.topK.value) || 5 };
@@ -293,6 +294,15 @@ function setupPipeline() {
       rows.append(row);
     });
   });
+}
+
+// The existing collections, offered by the collection field (ListCollections).
+async function listCollections() {
+  try {
+    const reply = await call("/synesthesia.v1.Embedding/ListCollections", {});
+    $(document, "#collections").replaceChildren(
+      ...(reply.collections || []).map(c => new Option(`${c.size} items`, c.collection)));
+  } catch (_) { /* an older embedding service: the field still takes any name */ }
 }
 
 // -- model pickers, tabs, health ------------------------------------------------------------------
@@ -352,6 +362,7 @@ async function main() {
   checkHealth();
   try { openapi = await (await fetch("/openapi.json")).json(); } catch (_) { /* pickers still work */ }
   await fillModelPickers();
+  await listCollections();
   document.body.dataset.ready = "true";
 }
 
