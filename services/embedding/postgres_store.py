@@ -169,7 +169,10 @@ class PostgresStore(CollectionStore):
         except psycopg.errors.QueryCanceled:
             raise self._unavailable(f"a statement took longer than {self.timeout_s:g}s "
                                     f"(SYN_EMBEDDING_STORE_TIMEOUT_S)") from None
-        except psycopg.OperationalError as exc:
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):  # nothing was applied
+            raise StoreUnavailable("collection", "the write conflicted with a concurrent one and was rolled back; "
+                                                 "retry it") from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # connection lost, server gone
             raise self._unavailable(str(exc).strip().splitlines()[0][:200] or type(exc).__name__) from None
         self._last_ok = time.monotonic()
         self._fault = None
