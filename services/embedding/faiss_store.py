@@ -187,6 +187,7 @@ class _Collection:
         self._snapshot_lsn = 0
         self._log_records = 0  # records in the log since the last snapshot
         self._broken: str | None = None  # the log could not be restored after a failed append
+        self._dropped = False
         self._index = self._new_index()
         _remove_stale_temp_files(directory)
         self._recover()
@@ -296,6 +297,8 @@ class _Collection:
     # writes --------------------------------------------------------------------------------
     def _append(self, payload: dict) -> None:
         """Append one record durably, or leave the log exactly as it was and raise."""
+        if self._dropped:  # a writer that looked the collection up just before DropCollection
+            raise CollectionNotFound(self.name)
         if self._broken:
             raise StoreUnavailable("collection", self._broken)
         data = encode_record(payload)
@@ -438,7 +441,7 @@ class _Collection:
         self._index, self._dead = fresh, set()
 
     def _snapshot(self) -> None:
-        if self._broken:
+        if self._broken or self._dropped:
             return
         if self.info.index_kind == "hnsw" and len(self._dead) > _REBUILD_DEAD_SHARE * max(1, self._index.ntotal):
             self._rebuild_without_tombstones()
@@ -614,7 +617,7 @@ class FaissStore(CollectionStore):
                 return False
             with collection._lock:
                 os.close(collection._log_fd)
-                collection._broken = f"collection {name!r} was dropped"
+                collection._dropped = True
             # Rename first (atomic), then delete: a crash in between leaves only a .dropping- directory.
             doomed = self.root / f".dropping-{name}"
             os.replace(self.root / name, doomed)
