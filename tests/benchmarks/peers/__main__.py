@@ -531,7 +531,7 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                 mine = ours.results[model][concurrency]
                 ratios = [mine.throughput(1) / p.results[model][concurrency].throughput(1) for p in peers
                           if p.results.get(model, {}).get(concurrency)]
-                hop = (f", gateway hop +{gateway.results[model][concurrency].percentile(0.5) - mine.percentile(0.5):.1f} "
+                hop = (f", gateway hop {gateway.results[model][concurrency].percentile(0.5) - mine.percentile(0.5):+.1f} "
                        "ms p50" if gateway and gateway.results.get(model, {}).get(concurrency) else "")
                 checks.append(f"concurrency {concurrency}: Synesthesia / fastest peer "
                               f"{min(ratios) if ratios else float('nan'):.2f}, service / in-process "
