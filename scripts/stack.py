@@ -128,8 +128,8 @@ class Stack:
 
     @staticmethod
     def _check(target: str) -> bool:
-        from services.runtime.healthcheck import check
         from synesthesia.channels import ChannelSecurity
+        from synesthesia.healthcheck import check
 
         return check(target, security=ChannelSecurity.from_env())
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 from google.protobuf import message_factory
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synesthesia.channels import ChannelSecurity
+from synesthesia.healthcheck import status as check_health
 from synesthesia.pictures import png_bytes
 from synesthesia.services import SERVICES
 from synesthesia.tensors import array_to_pcm
@@ -55,23 +55,6 @@ def default_target(name: str = "gateway") -> str:
     """SYN_TARGET for the gateway, SYN_<NAME>_TARGET for a service, else the standard loopback port."""
     variable = "SYN_TARGET" if name == "gateway" else SERVICES[name].target_variable
     return os.environ.get(variable, DEFAULT_TARGETS[name])
-
-
-def check_health(target: str, service: str = "", timeout_s: float = 3.0,
-                 security: ChannelSecurity | None = None) -> str:
-    """SERVING, NOT_SERVING, or UNREACHABLE (code: why) for one address (grpc.health.v1).
-
-    Over TLS / mutual TLS per `security` (default: plaintext); health needs no token, but one is sent
-    when given, for proxies in front of the service that want it.
-    """
-    security = security or ChannelSecurity()
-    with security.channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                              timeout=timeout_s, metadata=security.metadata())
-        except grpc.RpcError as err:
-            return f"UNREACHABLE ({err.code().name}: {err.details()})"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 def image_message(image: str | Path | bytes | np.ndarray) -> common_pb2.Image:

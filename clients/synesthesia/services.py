@@ -23,6 +23,8 @@ class Service:
     port: int
     # Default Prometheus /metrics port.
     metrics_port: int
+    # Default HTTP/JSON port (the gateway's SYN_HTTP_PORT: JSON, /openapi.json, playground); 0 = none.
+    http_port: int = 0
 
     @property
     def target(self) -> str:
@@ -58,7 +60,7 @@ class Service:
         return self.pb2().DESCRIPTOR.services_by_name[self.short_name]
 
 
-GATEWAY = Service("gateway", "synesthesia.v1.Gateway", 50050, 9100)
+GATEWAY = Service("gateway", "synesthesia.v1.Gateway", 50050, 9100, http_port=50080)
 # The model services behind the gateway, in the order the gateway and `make up` list them.
 UPSTREAMS: tuple[Service, ...] = (
     Service("captioning", "synesthesia.v1.Captioning", 50051, 9101),
