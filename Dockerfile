@@ -58,6 +58,8 @@ RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
 
 # The stack and the client distribution themselves: built as wheels and installed
 # (not editable), checkpoints included as package data. The source is only mounted.
+# protos/ goes where the installed code's REPO_ROOT points (site-packages): the
+# gateway's HTTP front end compiles it for the OpenAPI document's comments.
 RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
     --mount=type=bind,target=/src,rw \
     --mount=type=cache,target=/var/cache/uv,sharing=locked \
@@ -65,6 +67,7 @@ RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi \
     && /uv/bin/uv pip install --quiet --python /opt/venv/bin/python --compile-bytecode --no-deps \
         /src/clients /src \
+    && cp -r /src/protos "$(python -c 'import services.runtime.settings as s; print(s.REPO_ROOT)')/protos" \
     && python -c "import models, pathlib, synesthesia.healthcheck; \
 assert (pathlib.Path(models.__file__).parent / 'checkpoints' / 'manifest.json').is_file()"
 

@@ -61,7 +61,7 @@ def write_inputs(folder: Path) -> dict[str, Path]:
     return files
 
 
-def run_demo(gateway_target: str, embedding_target: str, out: Path) -> dict:
+def run_demo(gateway_target: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     inputs = write_inputs(out / "inputs")
     summary = Table(title="Synesthesia demo (through the gateway)")
@@ -72,14 +72,13 @@ def run_demo(gateway_target: str, embedding_target: str, out: Path) -> dict:
     with grpc.insecure_channel(gateway_target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
         gateway = gateway_pb2_grpc.GatewayStub(channel)
 
-        # Index a few held-out scenes so Describe has neighbours to find.
+        # Index a few held-out scenes so Describe has neighbours to find (the gateway forwards Upsert).
         scenes = [render_scene(EVAL_SEEDS[i], objects=1, domain="day") for i in range(24)]
-        with grpc.insecure_channel(embedding_target) as emb_channel:
-            embedding_pb2_grpc.EmbeddingStub(emb_channel).Upsert(embedding_pb2.UpsertRequest(
-                collection="demo",
-                items=[embedding_pb2.Item(id=f"scene-{s.seed}", image=common_pb2.Image(data=png_bytes(s.image)),
-                                          metadata={"caption": s.captions[0]}) for s in scenes],
-            ), timeout=120)
+        embedding_pb2_grpc.EmbeddingStub(channel).Upsert(embedding_pb2.UpsertRequest(
+            collection="demo",
+            items=[embedding_pb2.Item(id=f"scene-{s.seed}", image=common_pb2.Image(data=png_bytes(s.image)),
+                                      metadata={"caption": s.captions[0]}) for s in scenes],
+        ), timeout=120)
 
         query = render_scene(EVAL_SEEDS[100], objects=2, domain="day")
         described = gateway.Describe(gateway_pb2.DescribeRequest(

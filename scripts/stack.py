@@ -32,9 +32,11 @@ from pathlib import Path
 
 import yaml
 
+from synesthesia.services import GATEWAY as GATEWAY_SERVICE
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
-GATEWAY = "gateway"
+GATEWAY = GATEWAY_SERVICE.name
 
 
 @dataclass
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         started_here = not stack.pid(GATEWAY)
         stack.up()
         try:
-            run_demo(stack.target(GATEWAY), stack.target("embedding"), args.out)
+            run_demo(stack.target(GATEWAY), args.out)
         finally:
             if started_here and not args.keep:
                 stack.down()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -12,11 +11,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-import soundfile
 from PIL import Image
 
-from models.shapesworld import EVAL_SEEDS, render_scene
-from synesthesia.pictures import png_bytes
+from tests.inputs import write_inputs
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -34,18 +31,7 @@ def syn(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli-inputs")
-    scene = render_scene(EVAL_SEEDS[21], objects=2, domain="day")
-    (folder / "scene.png").write_bytes(png_bytes(scene.image))
-    buffer = io.BytesIO()
-    soundfile.write(buffer, scene.audio, 16000, format="WAV")
-    (folder / "sound.wav").write_bytes(buffer.getvalue())
-    (folder / "junk.png").write_bytes(b"not an image")
-    gallery = folder / "gallery"
-    gallery.mkdir()
-    for i in range(6):
-        (gallery / f"g{i}.png").write_bytes(png_bytes(render_scene(EVAL_SEEDS[300 + i], objects=1).image))
-    return folder, scene
+    return write_inputs(tmp_path_factory.mktemp("cli-inputs"), 21, 300)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ path every failure names.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -26,15 +25,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import soundfile
 import yaml
 
-from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.client import Client
-from synesthesia.pictures import png_bytes
 from synesthesia.services import GATEWAY, SERVICES, UPSTREAMS
 from synesthesia.tensors import from_tensor
 from synesthesia.v1 import embedding_pb2, gateway_pb2
+from tests.inputs import write_inputs
 from tests.containers import engine as machine
 from tests.servers import free_port
 
@@ -143,17 +140,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("container-inputs")
-    scene = render_scene(EVAL_SEEDS[11], objects=2, domain="day")
-    (folder / "scene.png").write_bytes(png_bytes(scene.image))
-    buffer = io.BytesIO()
-    soundfile.write(buffer, scene.audio, 16000, format="WAV")
-    (folder / "sound.wav").write_bytes(buffer.getvalue())
-    gallery = folder / "gallery"
-    gallery.mkdir()
-    for i in range(6):
-        (gallery / f"g{i}.png").write_bytes(png_bytes(render_scene(EVAL_SEEDS[500 + i], objects=1).image))
-    return folder, scene
+    return write_inputs(tmp_path_factory.mktemp("container-inputs"), 11, 500)
 
 
 def syn(stack: Stack, *args: str) -> subprocess.CompletedProcess:

@@ -173,8 +173,8 @@ def test_the_wheel_the_image_installs_carries_every_data_file():
 
 def test_build_context_holds_only_what_the_image_installs():
     ignore = (ROOT / ".dockerignore").read_text().split()
-    assert ignore[ignore.index("*") + 1:][:5] == ["!pyproject.toml", "!README.md", "!clients/", "!services/",
-                                                   "!models/"]
+    assert ignore[ignore.index("*") + 1:][:6] == ["!pyproject.toml", "!README.md", "!clients/", "!services/",
+                                                   "!models/", "!protos/"]
 
 
 def test_bootstrap_installs_nothing_of_docker():
