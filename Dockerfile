@@ -11,7 +11,7 @@
 # Reproducible: Python packages are the exact pins of pyproject.toml; BASE_IMAGE
 # can be pinned by digest (debian:bookworm-slim@sha256:...). No cache, pip or uv
 # stays in a layer: uv runs from a build stage mounted only while installing,
-# its downloads live in a BuildKit cache mount. A registry CA bundle, where one is
+# without a download cache. A registry CA bundle, where one is
 # needed to reach the package index, comes in as the build secret `ca_bundle` and
 # is never written to the image.
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -25,6 +25,13 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/synesthesia --create-home \
         --shell /usr/sbin/nologin synesthesia \
     && install -d -o synesthesia -g synesthesia /data/index
+
+# The runtime requirements alone (pyproject's exact pins), so that editing the dev
+# extra or the test settings does not invalidate the multi-gigabyte torch layer.
+FROM runtime AS requirements
+RUN --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
+    python3 -c "import tomllib; print(*tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies'], \
+sep='\n')" > /requirements.txt
 
 # uv, only ever bind-mounted into the final stage's install steps.
 FROM runtime AS uv
@@ -45,16 +52,18 @@ LABEL org.opencontainers.image.title="synesthesia" \
       org.opencontainers.image.vendor="Synesthesia" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH \
-    UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR=/var/cache/uv
+    UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never
 
-# Dependencies first (pyproject's exact pins), so a code change does not reinstall torch.
+# Dependencies first, so a code change does not reinstall torch. COPY is cached by
+# content: this layer is rebuilt only when the runtime pins change. No download cache
+# mount: unpacked, uv's cache would add another 5 GB to the builder's disk.
+COPY --from=requirements /requirements.txt /opt/venv-requirements.txt
 RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=cache,target=/var/cache/uv,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi \
     && /uv/bin/uv venv --quiet --python /usr/bin/python3 /opt/venv \
-    && /uv/bin/uv pip install --quiet --python /opt/venv/bin/python --compile-bytecode -r /src/pyproject.toml
+    && /uv/bin/uv pip install --quiet --python /opt/venv/bin/python --compile-bytecode \
+        -r /opt/venv-requirements.txt
 
 # The stack and the client distribution themselves: built as wheels and installed
 # (not editable), checkpoints included as package data. The source is only mounted.
@@ -62,7 +71,6 @@ RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
 # gateway's HTTP front end compiles it for the OpenAPI document's comments.
 RUN --mount=type=bind,from=uv,source=/uv,target=/uv \
     --mount=type=bind,target=/src,rw \
-    --mount=type=cache,target=/var/cache/uv,sharing=locked \
     --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi \
     && /uv/bin/uv pip install --quiet --python /opt/venv/bin/python --compile-bytecode --no-deps \

@@ -9,7 +9,7 @@ A fresh CI machine (root, Debian, no container registry reachable) gets:
   `docker import`ed, passed as BASE_IMAGE (the only difference from what users build).
 
 Cached between runs on one machine: the base tarball and image, and BuildKit's
-layer and uv download caches. Everything else the test makes it removes.
+layer cache (pruned to the layers last used). Everything else the test makes it removes.
 """
 
 from __future__ import annotations
@@ -131,6 +131,25 @@ def ensure_base_image(engine: Engine) -> str:
         # Imported once and kept: a re-import would get a new id and miss every cached layer.
         engine.docker("import", "--message", "debian minbase via mmdebstrap", BASE_TAR, BASE_IMAGE, timeout=600)
     return BASE_IMAGE
+
+
+BUILD_CACHE_KEEP = "8GB"  # the current layers (about 6 GB of torch and CUDA wheels) and little else
+
+
+def prune_build_cache(engine: Engine) -> None:
+    """Keep BuildKit's cache to the layers last used: stale ones (old pins) go first, least recently used."""
+    engine.docker("builder", "prune", "--force", "--keep-storage", BUILD_CACHE_KEEP, timeout=600, check=False)
+
+
+def disk_bytes(engine: Engine) -> int:
+    """What the engine holds on disk: images, containers, volumes and build cache."""
+    usage = engine.docker("system", "df", "--format", "{{.Size}}", check=False).stdout.split()
+    units = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    total = 0.0
+    for size in usage:
+        number = size.rstrip("kKMGTB")
+        total += float(number) * units[size[len(number):]]
+    return int(total)
 
 
 def build_image(engine: Engine, tag: str) -> float:

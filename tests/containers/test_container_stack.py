@@ -109,6 +109,7 @@ def stack(tmp_path_factory):
         timings["engine_and_base_s"] = time.monotonic() - started
         timings["build_s"] = machine.build_image(engine, image)
         timings["image_bytes"] = int(engine.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+        timings["engine_disk_bytes_at_build"] = machine.disk_bytes(engine)
         up = time.monotonic()
         result = stack.compose("up", "--detach", "--no-build", "--wait", "--wait-timeout", "900", timeout=960,
                                check=False)
@@ -125,6 +126,8 @@ def stack(tmp_path_factory):
         try:
             stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", timeout=300, check=False)
             engine.docker("image", "rm", "--force", image, check=False)
+            machine.prune_build_cache(engine)
+            timings["engine_disk_bytes_after"] = machine.disk_bytes(engine)
             left = engine.docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={project}",
                                  check=False).stdout.split()
             volumes = engine.docker("volume", "ls", "--quiet", "--filter",

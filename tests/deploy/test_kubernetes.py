@@ -93,7 +93,8 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-VARIANTS = {"base": KUBERNETES / "base", "tls": KUBERNETES / "overlays" / "tls"}
+VARIANTS = {"base": KUBERNETES / "base", "tls": KUBERNETES / "overlays" / "tls",
+            "external-postgres": KUBERNETES / "overlays" / "external-postgres"}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -208,7 +209,10 @@ def test_only_the_gateway_is_reachable_from_outside(base):
     assert models["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
 
 
-def test_token_and_tls_come_from_secrets(objects):
+def test_token_tls_and_database_url_come_from_secrets(objects):
+    embedding = {e["name"]: e for e in pod_spec(by_kind(objects, "StatefulSet")["embedding"])["containers"][0]["env"]}
+    if "SYN_EMBEDDING_STORE" in embedding:  # the external-postgres overlay: the URL carries a password
+        assert embedding["SYN_EMBEDDING_STORE"]["valueFrom"]["secretKeyRef"]["name"] == "synesthesia-postgres"
     gateway = pod_spec(by_kind(objects, "Deployment")["gateway"])
     env = {e["name"]: e for e in gateway["containers"][0]["env"]}
     assert env["SYN_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "synesthesia-auth"
