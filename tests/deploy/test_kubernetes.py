@@ -213,9 +213,11 @@ def test_token_tls_and_database_url_come_from_secrets(objects):
     embedding = {e["name"]: e for e in pod_spec(by_kind(objects, "StatefulSet")["embedding"])["containers"][0]["env"]}
     if "SYN_EMBEDDING_STORE" in embedding:  # the external-postgres overlay: the URL carries a password
         assert embedding["SYN_EMBEDDING_STORE"]["valueFrom"]["secretKeyRef"]["name"] == "synesthesia-postgres"
+    for workload in [o for o in objects if o["kind"] in WORKLOADS]:  # one token: callers' and the gateway's hops
+        env = {e["name"]: e for e in pod_spec(workload)["containers"][0]["env"]}
+        assert env["SYN_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "synesthesia-auth"
     gateway = pod_spec(by_kind(objects, "Deployment")["gateway"])
     env = {e["name"]: e for e in gateway["containers"][0]["env"]}
-    assert env["SYN_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "synesthesia-auth"
     if "SYN_TLS_CERT_FILE" in env:  # the tls overlay
         volume = next(v for v in gateway["volumes"] if v["name"] == "tls")
         assert volume["secret"]["secretName"] == "synesthesia-tls"

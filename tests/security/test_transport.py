@@ -91,7 +91,7 @@ def test_mutual_tls_refuses_clients_without_a_certificate_from_the_client_ca(toy
     assert refusal(server.target, foreign) == grpc.StatusCode.UNAVAILABLE
     # Probes with the right certificate work; the health-check command speaks mutual TLS from flags or env.
     assert health_status(server.target, security=good) == SERVING
-    command = [sys.executable, "-m", "services.runtime.healthcheck", server.target]
+    command = [sys.executable, "-m", "synesthesia.healthcheck", server.target]
     flags = ["--ca", str(pki.ca), "--cert", str(pki.client_cert), "--key", str(pki.client_key)]
     assert subprocess.run(command + flags, cwd=REPO_ROOT, capture_output=True, timeout=60).returncode == 0
     without = subprocess.run(command + ["--ca", str(pki.ca)], cwd=REPO_ROOT, capture_output=True, text=True,
