@@ -11,6 +11,7 @@ the services read, and each container's settings equal its compose service's.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import re
 import subprocess
@@ -227,14 +228,18 @@ def test_token_tls_and_database_url_come_from_secrets(objects):
 
 
 def variables_the_services_read() -> set[str]:
-    """SYN_* names the code reads: Settings' fields, settings.env("...") calls, literal SYN_ names, upstream targets."""
+    """SYN_* names the code reads: every typed settings class (read_settings(cls, PREFIX) -> PREFIX + FIELD),
+    settings.env("...") calls and literal SYN_ names left in services/ and models/."""
     names = {f"SYN_{f.name.upper()}" for f in fields(Settings) if not f.name.startswith("_")}
-    names |= {s.target_variable for s in UPSTREAMS}
     for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "models").rglob("*.py")]:
         text = path.read_text()
         names |= {f"SYN_{n}" for n in re.findall(r"\benv\(\s*\"([A-Z0-9_]+)\"", text)}
         names |= set(re.findall(r"\"(SYN_[A-Z0-9_]+)\"", text))
-    return names
+        module = None
+        for cls_name, prefix in re.findall(r"class (\w+)\b.*?read_settings\(cls, \"(SYN_[A-Z0-9_]*)\"\)", text, re.S):
+            module = module or importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+            names |= {prefix + f.name.upper() for f in fields(getattr(module, cls_name))}
+    return {name for name in names if not name.endswith("_")}  # a prefix alone is no variable
 
 
 def container_environment(objects: list[dict], name: str) -> dict[str, str]:
