@@ -29,6 +29,7 @@ from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_
 from models.audio.localize import load_localizer, localize
 from models.training import LoadedModel
 from services.audio.settings import AudioSettings
+from services.audio.explain import AudioExplainer
 from services.runtime import (
     DynamicBatcher,
     Settings,
@@ -93,6 +94,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             max_wait_ms=own.features_batch_wait_ms, name="audio-features")
         self.localize_batcher = DynamicBatcher(self._localize_batch, max_batch_size=settings.max_batch_size,
                                                max_wait_ms=settings.max_batch_wait_ms, name="audio-localize")
+        self.explainer = AudioExplainer(self)  # ExplainLocalization (explain.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -111,6 +113,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
     async def close(self) -> None:
         await self.feature_batcher.close()
         await self.localize_batcher.close()
+        await self.explainer.close()
 
     # --- validation -------------------------------------------------------------------------
 
@@ -360,6 +363,11 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
                 device=self.device, is_default=i == 0,
                 parameter_count=loaded.parameter_count, metrics=loaded.metrics))
         return audio_pb2.ListAudioModelsResponse(models=infos)
+
+    # --- explanations (explain.py) ----------------------------------------------------------
+
+    async def ExplainLocalization(self, request, context):
+        return await self.explainer.explain_localization(request)
 
 
 def analysed_length(samples: int, rate: int, target: int) -> int:

@@ -45,6 +45,7 @@ from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from models.embedding.checkpoint import load_embedder
 from models.images import images_to_batch
 from services.embedding.settings import EmbeddingSettings
+from services.embedding.explain import EmbeddingExplainer
 from services.embedding.store import (
     CollectionInfo,
     CollectionNotFound,
@@ -139,6 +140,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.acceleration = Acceleration.from_settings(settings)
         self.batcher = DynamicBatcher(self._embed_batch, max_batch_size=settings.max_batch_size,
                                       max_wait_ms=settings.max_batch_wait_ms, name="embedding")
+        self.explainer = EmbeddingExplainer(self)  # ExplainMatch, ItemNeighbors, MapCollection (explain.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
 
     async def close(self) -> None:
         await self.batcher.close()
+        await self.explainer.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -472,3 +475,14 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if not await self._store(self.store.drop, collection.name):
             raise not_found("collection", f"no collection {echo(request.collection)}")
         return embedding_pb2.DropCollectionResponse(dropped_size=collection.size)
+
+    # --- explanations (explain.py) ----------------------------------------------------------
+
+    async def ExplainMatch(self, request, context):
+        return await self.explainer.explain_match(request)
+
+    async def ItemNeighbors(self, request, context):
+        return await self.explainer.item_neighbors(request)
+
+    async def MapCollection(self, request, context):
+        return await self.explainer.map_collection(request)

@@ -20,7 +20,7 @@ import numpy as np
 
 from grpc_health.v1 import health_pb2
 
-from services.gateway import pipeline
+from services.gateway import explain, pipeline
 from services.gateway.forwarding import forwarding_handlers
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream, call, connect
@@ -193,6 +193,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
         return gateway_pb2.CheckUpstreamsResponse(
             upstreams=await asyncio.gather(*(check(u) for u in self.upstreams.values())))
+
+    async def Explain(self, request, context):
+        return await explain.explain(self.upstreams, request, context)
 
     async def close(self) -> None:
         await asyncio.gather(*(u.channel.close() for u in self.upstreams.values()))

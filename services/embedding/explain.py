@@ -1,0 +1,145 @@
+"""Explanations on the embedding service: why an image matches a text (ExplainMatch), the neighbours of a
+stored item (ItemNeighbors) and a t-SNE map of a collection (MapCollection).
+
+ExplainMatch explains the built-in image-text models (Grad-CAM on the image CNN's last block, guided
+back-propagation, input gradients and occlusion of the cosine similarity); the neighbours and the map work
+for every collection, whatever model made its vectors. All work runs in the service's ExplainLane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import torch
+from synesthesia.v1 import explain_pb2
+
+from models.embedding.network import JointEmbedding
+from models.explain import explain, render
+from models.explain.collections import tsne
+from models.explain.targets import MatchTarget
+from models.images import images_to_batch
+from services.runtime import decode_image, failed_precondition, invalid_argument, not_found
+from services.runtime.explain import ExplainLane, explanation, method_names, options_from
+
+MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
+DEFAULT_NEIGHBOURS = 10
+MAX_NEIGHBOURS = 1000
+
+
+class EmbeddingExplainer:
+    def __init__(self, servicer) -> None:
+        self.servicer = servicer
+        self.settings = servicer.settings
+        self.lane = ExplainLane(self.settings, "embedding", [servicer.batcher])
+
+    async def close(self) -> None:
+        await self.lane.close()
+
+    def _network(self, name: str) -> JointEmbedding:
+        """The built-in network behind a loaded model (its encoder's bound method knows it)."""
+        network = getattr(self.servicer.models[name].embed_images, "__self__", None)
+        if not isinstance(network, JointEmbedding):
+            raise failed_precondition("model", f"{name!r} is not a built-in model; ExplainMatch explains the "
+                                               "built-in image-text models (docs/explanations.md)")
+        return network
+
+    async def explain_match(self, request) -> explain_pb2.ExplainMatchResponse:
+        servicer = self.servicer
+        servicer._check_loaded()
+        names = method_names(request.methods, MATCH_METHODS)
+        options = options_from(request.options)
+        text = servicer._check_text(request.text, "text")
+        name = servicer._model(request.model)
+        network = self._network(name)
+        device = network.logit_scale.device
+
+        def decode():
+            image = np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+            return image, images_to_batch([image], network.config.image_size).to(device)
+
+        image, pixels = await asyncio.to_thread(decode)
+
+        def work(budget):
+            options.budget = budget
+            target = MatchTarget.of(network, text)
+            with torch.no_grad():
+                similarity = float(target(pixels)[0])
+            out = []
+            for method in names:
+                budget.check_time("methods")
+                started = time.perf_counter()
+                heat = explain(method, target, pixels, options)[0].numpy()
+                out.append(explanation(method, heat, image, time.perf_counter() - started))
+            return similarity, out
+
+        similarity, explanations = await self.lane.run(work)
+        return explain_pb2.ExplainMatchResponse(similarity=similarity, explanations=explanations, model=name)
+
+    @staticmethod
+    def _first_items(store, name: str, limit: int) -> list:
+        """Up to `limit` stored items (id, vector, metadata), in the store's order."""
+        found = []
+        for batch in store.items(name, batch_size=min(1000, limit)):
+            found.extend(batch[:limit - len(found)])
+            if len(found) >= limit:
+                break
+        return found
+
+    @staticmethod
+    def _vector_of(store, name: str, item_id: str):
+        for batch in store.items(name):
+            for item in batch:
+                if item.id == item_id:
+                    return item.vector
+        return None
+
+    async def item_neighbors(self, request) -> explain_pb2.ItemNeighborsResponse:
+        servicer = self.servicer
+        servicer._check_loaded()
+        top_k = request.top_k or DEFAULT_NEIGHBOURS
+        if not 1 <= top_k <= MAX_NEIGHBOURS:
+            raise invalid_argument("top_k", f"{request.top_k} is outside 1..{MAX_NEIGHBOURS} (0 = {DEFAULT_NEIGHBOURS})")
+        if not request.id:
+            raise invalid_argument("id", "give the id of a stored item")
+        info = await servicer._collection(request.collection)
+        vector = await servicer._store(self._vector_of, servicer.store, info.name, request.id)
+        if vector is None:
+            raise not_found("id", f"no item {request.id[:64]!r} in collection {info.name!r}")
+        hits = await servicer._store(servicer.store.search, info.name, vector, top_k + 1)
+        return explain_pb2.ItemNeighborsResponse(neighbors=[
+            explain_pb2.Neighbor(id=h.id, score=h.score, metadata=h.metadata) for h in hits if h.id != request.id][:top_k])
+
+    async def map_collection(self, request) -> explain_pb2.MapCollectionResponse:
+        servicer = self.servicer
+        servicer._check_loaded()
+        limit = self.lane.limits["max_points"]
+        if request.max_items < 0 or request.max_items == 1:
+            raise invalid_argument("max_items", f"{request.max_items}: map 2 or more items (0 = all, up to {limit})")
+        if request.max_items > limit:
+            raise invalid_argument("max_items", f"{request.max_items} is more than {limit} "
+                                                "(limit set by SYN_EXPLAIN_MAX_POINTS)")
+        if request.perplexity < 0:
+            raise invalid_argument("perplexity", f"{request.perplexity:g} is negative (0 = automatic)")
+        info = await servicer._collection(request.collection)
+        items = await servicer._store(self._first_items, servicer.store, info.name, request.max_items or limit)
+        if len(items) < 2:
+            raise failed_precondition("collection", f"{info.name!r} holds {len(items)} item(s); a map needs at least 2")
+        items.sort(key=lambda item: item.id)
+
+        def work(budget):
+            vectors = np.stack([item.vector for item in items])
+            try:
+                points = tsne(vectors, request.perplexity, int(request.seed), budget)
+            except ValueError as exc:
+                field, _, why = str(exc).partition(": ")
+                raise invalid_argument(field, why) from None
+            labels = [item.metadata.get(request.label_key, "") if request.label_key else "" for item in items]
+            picture = render.scatter(points, [label or "(none)" for label in labels])
+            return explain_pb2.MapCollectionResponse(
+                points=[explain_pb2.MapPoint(id=item.id, x=float(p[0]), y=float(p[1]), label=label)
+                        for item, p, label in zip(items, points, labels)],
+                picture_png=render.png_bytes(picture), method="tsne")
+
+        return await self.lane.run(work)
