@@ -39,6 +39,7 @@ from synesthesia.v1 import (
     audio_pb2,
     audio_pb2_grpc,
     common_pb2,
+    explain_pb2,
     embedding_pb2,
     embedding_pb2_grpc,
     gateway_pb2,
@@ -123,6 +124,10 @@ class Client:
                                         **self._kw())
 
     # -- the embedding and audio services (forwarded by the gateway) -----------------------------------
+    def explain(self, request: explain_pb2.ExplainRequest) -> explain_pb2.ExplainResponse:
+        """Any explanation (a caption word, the judge, a match, a sound, neighbours, a collection map)."""
+        return self.gateway.Explain(request, **self._kw())
+
     def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5,
                where: Mapping[str, str] | None = None):
         """Nearest items to a text or image; `where` keeps items whose metadata has each key=value."""

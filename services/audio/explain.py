@@ -19,7 +19,7 @@ from models.audio import decoding
 from models.explain import explain
 from models.explain.targets import SoundTarget
 from models.images import images_to_batch
-from services.runtime import decode_image, invalid_argument, not_found
+from services.runtime import image_from_message, invalid_argument, not_found
 from services.runtime.explain import ExplainLane, explanation, method_names, options_from
 
 SOUND_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
@@ -55,7 +55,7 @@ class AudioExplainer:
         device = servicer.device
 
         def decode():
-            image = np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(request.image, "image", self.settings.max_image_pixels))
             return image, images_to_batch([image], config.image_size).to(device)
 
         image, pixels = await asyncio.to_thread(decode)

@@ -26,7 +26,7 @@ from models.explain.visualise import class_visualisation, filter_pictures, first
 from models.images import images_to_batch
 from models.judge import HEADS, load_judge
 from models.shapesworld import EVAL_SEEDS, render_scene
-from services.runtime import decode_image, failed_precondition, invalid_argument, not_found
+from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
 from services.runtime.explain import ExplainLane, explanation, method_names, options_from
 
 CAPTION_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion",
@@ -69,9 +69,9 @@ class CaptioningExplainer:
     async def close(self) -> None:
         await self.lane.close()
 
-    async def _image(self, data: bytes, size: int) -> tuple[np.ndarray, torch.Tensor]:
+    async def _image(self, message, size: int) -> tuple[np.ndarray, torch.Tensor]:
         def decode():
-            image = np.asarray(decode_image(data, "image.data", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(message, "image", self.settings.max_image_pixels))
             return image, images_to_batch([image], size).to(self.device)
 
         return await asyncio.to_thread(decode)
@@ -103,7 +103,7 @@ class CaptioningExplainer:
             raise failed_precondition("model", f"{model_name!r} is a transformers model; ExplainCaption explains "
                                                "the built-in captioners (docs/explanations.md)")
         captioner = backend.builtin.model
-        image, pixels = await self._image(request.image.data, captioner.config.image_size)
+        image, pixels = await self._image(request.image, captioner.config.image_size)
         caption = request.caption.strip()
         if not caption:
             decoded = await servicer.batcher.submit(CaptionJob(model_name, pixels[0].cpu(), 1, DEFAULT_MAX_LENGTH))
@@ -159,7 +159,7 @@ class CaptioningExplainer:
         names = method_names(request.methods, JUDGE_METHODS)
         options = options_from(request.options)
         head, class_index = self._head_and_class(request.head, request.class_name, required=False)
-        image, pixels = await self._image(request.image.data, judge.config.image_size)
+        image, pixels = await self._image(request.image, judge.config.image_size)
 
         def work(budget):
             options.budget = budget

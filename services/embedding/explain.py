@@ -20,7 +20,7 @@ from models.explain import explain, render
 from models.explain.collections import tsne
 from models.explain.targets import MatchTarget
 from models.images import images_to_batch
-from services.runtime import decode_image, failed_precondition, invalid_argument, not_found
+from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
 from services.runtime.explain import ExplainLane, explanation, method_names, options_from
 
 MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
@@ -56,7 +56,7 @@ class EmbeddingExplainer:
         device = network.logit_scale.device
 
         def decode():
-            image = np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(request.image, "image", self.settings.max_image_pixels))
             return image, images_to_batch([image], network.config.image_size).to(device)
 
         image, pixels = await asyncio.to_thread(decode)

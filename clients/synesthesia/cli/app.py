@@ -579,6 +579,11 @@ def health() -> None:
         raise typer.Exit(5)
 
 
+from synesthesia.cli.explain import explain_app  # noqa: E402 - it uses this module's state and helpers
+
+app.add_typer(explain_app, name="explain", help="Why a model answered: pictures of explanations (syn explain --help).")
+
+
 def main(argv: list[str] | None = None) -> None:
     # --json is a global option, but people type it after the command too: move it to the front.
     argv = list(sys.argv[1:] if argv is None else argv)
