@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -30,7 +31,7 @@ from synesthesia.tensors import to_tensor
 from synesthesia.v1 import common_pb2, explain_pb2
 
 from .errors import ServiceError, invalid_argument, resource_exhausted
-from .settings import Settings
+from .settings import Settings, read_settings
 
 R = TypeVar("R")
 # Proto enum value -> models.explain method name.
@@ -48,17 +49,31 @@ assert set(METHOD_NAMES.values()) == set(METHODS)
 GIVE_WAY_MAX_S = 0.25  # the longest one chunk waits for normal calls before it goes on anyway
 
 
+@dataclass(frozen=True)
+class ExplainSettings:
+    """SYN_EXPLAIN_*: read once per service, each bad value stopping start-up with its variable's name."""
+
+    # Explanations queued or running per service; more are refused.
+    max_pending: int = field(default=4, metadata={"min": 1})
+    # Forward passes of one occlusion map.
+    max_evaluations: int = field(default=1024, metadata={"min": 1})
+    # Gradient-ascent steps of one class visualisation.
+    max_steps: int = field(default=500, metadata={"min": 1})
+    # Scenes one maximally-activating-patches search reads.
+    max_scenes: int = field(default=512, metadata={"min": 1})
+    # Items in one t-SNE map.
+    max_points: int = field(default=2000, metadata={"min": 2})
+    # Wall-clock seconds of one explanation; 0 = no limit.
+    max_seconds: float = field(default=60.0, metadata={"min": 0})
+
+
 class ExplainLane:
     def __init__(self, settings: Settings, name: str, give_way_to: Sequence = ()) -> None:
+        del settings  # the lane's own settings are SYN_EXPLAIN_*, typed below
         self.name = name
-        self.max_pending = int(settings.env("EXPLAIN_MAX_PENDING", "4"))
-        self.limits = dict(
-            max_evaluations=int(settings.env("EXPLAIN_MAX_EVALUATIONS", "1024")),
-            max_steps=int(settings.env("EXPLAIN_MAX_STEPS", "500")),
-            max_scenes=int(settings.env("EXPLAIN_MAX_SCENES", "512")),
-            max_points=int(settings.env("EXPLAIN_MAX_POINTS", "2000")),
-            max_seconds=float(settings.env("EXPLAIN_MAX_SECONDS", "60")),
-        )
+        own = read_settings(ExplainSettings, prefix="SYN_EXPLAIN_")
+        self.max_pending = own.max_pending
+        self.limits = {k: v for k, v in asdict(own).items() if k != "max_pending"}
         self.give_way_to = list(give_way_to)  # DynamicBatchers whose calls go first
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"explain-{name}")
         self.pending = 0
