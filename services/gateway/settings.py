@@ -22,6 +22,18 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """SYN_HTTP_PORT: the gateway's HTTP/JSON, /openapi.json and playground port (services/gateway/http/)."""
+
+    # 0 (the default) serves no HTTP; compose and `make up` use 50080.
+    http_port: int = field(default=0, metadata={"min": 0})
+
+    @classmethod
+    def from_env(cls) -> "HttpSettings":
+        return read_settings(cls, "SYN_")
+
+
+@dataclass(frozen=True)
 class UpstreamTargets:
     """SYN_<NAME>_TARGET per upstream (host:port, or dns:///name:port for round-robin over replicas)."""
 

@@ -136,9 +136,9 @@ async def serve(settings: Settings, servicer_factory: Callable[[Settings], objec
                 service_full_name: str, frontends: Sequence[Callable[[ServiceHost], object]] = ()) -> None:
     try:
         servicer = servicer_factory(settings)
-    except SettingsError as exc:
+        host = ServiceHost(settings, servicer, add_to_server, service_full_name, frontends)
+    except SettingsError as exc:  # the servicer's or a front end's own settings
         raise SystemExit(f"{service_full_name}: {exc}") from None
-    host = ServiceHost(settings, servicer, add_to_server, service_full_name, frontends)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -41,21 +41,13 @@ from services.gateway.http.transcoder import (
     routes_for,
     to_json,
 )
+from services.gateway.settings import HttpSettings
 from services.runtime import Settings
 
 log = logging.getLogger(__name__)
 PLAYGROUND = Path(__file__).resolve().parent / "playground"
 # base64 makes JSON bodies a third larger than the protobuf messages SYN_MAX_MESSAGE_BYTES bounds.
 BODY_OVERHEAD = 4 / 3
-
-
-def http_port(settings: Settings) -> int:
-    """SYN_HTTP_PORT: the gateway's HTTP/JSON port; 0 (the default) serves no HTTP."""
-    raw = settings.env("HTTP_PORT", "0")
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"SYN_HTTP_PORT={raw!r} is not a port number") from None
 
 
 def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -65,7 +57,7 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    client_ca = getattr(settings, "tls_client_ca_file", "") or settings.env("TLS_CLIENT_CA_FILE", "")
+    client_ca = settings.tls_client_ca_file
     if client_ca:
         context.load_verify_locations(client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
@@ -234,5 +226,5 @@ class HttpFrontend:
 
 def http_frontend(host, services: Sequence[str] | None = None) -> HttpFrontend | None:
     """For the runtime's `frontends`: the HTTP front end when SYN_HTTP_PORT is set, else None."""
-    port = http_port(host.settings)
+    port = HttpSettings.from_env().http_port
     return HttpFrontend(host, port, services) if port else None
