@@ -11,6 +11,7 @@ root (CI) the server runs as the `postgres` user, or `nobody`, on a data directo
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import os
 import pwd
@@ -108,16 +109,19 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
-    def _as_server_user(self):
+    def _as_server_user(self, die_with_parent: bool = False):
         account = _server_user()
-        if account is None:
-            return None
 
-        def demote() -> None:
-            os.setgid(account.pw_gid)
-            os.setuid(account.pw_uid)
+        def prepare() -> None:
+            if account is not None:
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+            if die_with_parent:
+                # After setuid (a change of credentials clears it): a test run that is killed takes its
+                # server with it instead of leaving it running on a shared machine. PR_SET_PDEATHSIG = 1.
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
-        return demote
+        return prepare if account is not None or die_with_parent else None
 
     def _run(self, *args: str) -> None:
         subprocess.run([str(self.bindir / args[0]), *args[1:]], check=True, capture_output=True,
@@ -141,7 +145,8 @@ class PostgresServer:
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
              "-k", str(self.root), "-c", "max_connections=50", "-c", f"shared_buffers={shared_buffers}",
              "-c", "fsync=on", "-c", "synchronous_commit=on"],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._as_server_user(), start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._as_server_user(die_with_parent=True),
+            start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
