@@ -6,7 +6,8 @@ import base64
 import http.client
 import io
 import json
-import subprocess
+import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,7 @@ from openapi_spec_validator import validate
 from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
+from scripts.dev_pki import make_pki
 from synesthesia.pictures import png_bytes
 from synesthesia.v1 import gateway_pb2  # noqa: F401 - registers the Gateway descriptor
 from tests.conftest import gateway_env, http_url
@@ -222,24 +224,25 @@ def test_body_over_the_message_limit_is_refused_as_json(shared_service, upstream
     assert "SYN_MAX_MESSAGE_BYTES" in error["message"]
 
 
-def test_token_and_tls_are_the_grpc_settings(service_process, upstream_targets, tmp_path, scene):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+def test_token_and_mutual_tls_are_the_grpc_settings(service_process, upstream_targets, tmp_path, scene):
+    pki = make_pki(tmp_path / "pki")
     port = free_port()
     service_process("gateway", gateway_env(upstream_targets) | {
-        "SYN_HTTP_PORT": str(port), "SYN_AUTH_TOKEN": "s3cret", "SYN_TLS_CERT_FILE": str(cert),
-        "SYN_TLS_KEY_FILE": str(key)}, wait=False)
-    import ssl
-    import time
+        "SYN_HTTP_PORT": str(port), "SYN_AUTH_TOKEN": "s3cret", "SYN_TLS_CERT_FILE": str(pki.server_cert),
+        "SYN_TLS_KEY_FILE": str(pki.server_key), "SYN_TLS_CLIENT_CA_FILE": str(pki.ca)}, wait=False)
 
-    context = ssl.create_default_context(cafile=str(cert))
+    def context(cert=None, key=None) -> ssl.SSLContext:
+        made = ssl.create_default_context(cafile=str(pki.ca))
+        if cert:
+            made.load_cert_chain(str(cert), str(key))
+        return made
+
+    client = context(pki.client_cert, pki.client_key)
     base = f"https://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            status, _, body = get(f"{base}/openapi.json", context=context)
+            status, _, body = get(f"{base}/openapi.json", context=client)
             break
         except (urllib.error.URLError, ConnectionError):
             assert time.monotonic() < deadline, "the HTTPS port never answered"
@@ -247,14 +250,19 @@ def test_token_and_tls_are_the_grpc_settings(service_process, upstream_targets, 
     assert status == 200 and json.loads(body)["security"] == [{"bearer": []}]  # the document is open
     url = f"{base}/synesthesia.v1.Gateway/Translate"
     request = {"image": {"data": b64(png_bytes(scene.image))}, "model": "day2night"}
-    status, headers, body = post(url, request, context=context)
+    status, headers, body = post(url, request, context=client)
     assert_error(status, body, 401, "UNAUTHENTICATED")
     assert headers["WWW-Authenticate"] == "Bearer"
-    status, _, body = post(url, request, headers={"Authorization": "Bearer wrong"}, context=context)
+    status, _, body = post(url, request, headers={"Authorization": "Bearer wrong"}, context=client)
     assert status == 401
-    status, _, body = post(url, request, headers={"Authorization": "Bearer s3cret"}, context=context)
+    status, _, body = post(url, request, headers={"Authorization": "Bearer s3cret"}, context=client)
     assert status == 200 and json.loads(body)["caption"], body
-    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # no plain HTTP
+
+    refused = (urllib.error.URLError, ConnectionError, ssl.SSLError, http.client.HTTPException)
+    for other in (context(), context(pki.other_client_cert, pki.other_client_key)):  # no or a foreign certificate
+        with pytest.raises(refused):
+            post(url, request, headers={"Authorization": "Bearer s3cret"}, context=other)
+    with pytest.raises(refused):  # and no plain HTTP on a TLS port
         get(f"http://127.0.0.1:{port}/openapi.json")
 
 
