@@ -11,7 +11,6 @@ root (CI) the server runs as the `postgres` user, or `nobody`, on a data directo
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.util
 import os
 import pwd
@@ -58,6 +57,21 @@ def _server_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root and neither a 'postgres' nor a 'nobody' account exists")
 
 
+def _as_server(argv: list[str], die_with_parent: bool = False) -> list[str]:
+    """`argv` run as the server account under root (PostgreSQL refuses root), and optionally killed
+    when the test process dies, so a killed test run leaves no server behind on a shared machine.
+
+    util-linux's setpriv does both in C after the fork. A Python pre-exec function would run the
+    interpreter's at-fork hooks in the child of a multithreaded test process: that segfaulted."""
+    account = _server_user()
+    prefix = ["setpriv"] if account is not None or die_with_parent else []
+    if account is not None:
+        prefix += ["--reuid", str(account.pw_uid), "--regid", str(account.pw_gid), "--clear-groups"]
+    if die_with_parent:
+        prefix += ["--pdeathsig", "KILL"]  # set after the uid change, which would clear it
+    return prefix + argv
+
+
 _copies: dict[Path, Path] = {}
 
 
@@ -69,12 +83,8 @@ def runnable_bindir(bindir: Path) -> Path:
     if account is None or bindir in _copies:
         return _copies.get(bindir, bindir)
 
-    def demote() -> None:
-        os.setgid(account.pw_gid)
-        os.setuid(account.pw_uid)
-
     try:
-        subprocess.run([str(bindir / "postgres"), "--version"], check=True, capture_output=True, preexec_fn=demote)
+        subprocess.run(_as_server([str(bindir / "postgres"), "--version"]), check=True, capture_output=True)
         return bindir
     except (OSError, subprocess.CalledProcessError):
         copy = Path(tempfile.mkdtemp(prefix="syn-pg-install-"))
@@ -109,23 +119,9 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
-    def _as_server_user(self, die_with_parent: bool = False):
-        account = _server_user()
-
-        def prepare() -> None:
-            if account is not None:
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
-            if die_with_parent:
-                # After setuid (a change of credentials clears it): a test run that is killed takes its
-                # server with it instead of leaving it running on a shared machine. PR_SET_PDEATHSIG = 1.
-                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-        return prepare if account is not None or die_with_parent else None
-
     def _run(self, *args: str) -> None:
-        subprocess.run([str(self.bindir / args[0]), *args[1:]], check=True, capture_output=True,
-                       preexec_fn=self._as_server_user(), cwd=self.root)
+        subprocess.run(_as_server([str(self.bindir / args[0]), *args[1:]]), check=True,
+                       capture_output=True, cwd=self.root)
 
     def init(self) -> "PostgresServer":
         self.bindir = runnable_bindir(self.bindir)
@@ -141,12 +137,12 @@ class PostgresServer:
     def start(self, timeout_s: float = 60.0, shared_buffers: str = "64MB") -> "PostgresServer":
         self.port = self.port or free_port()
         log = open(self.root / "server.log", "ab")
-        self.process = subprocess.Popen(
+        # setpriv execs the server in place: the pid (and process group) is the postmaster's.
+        self.process = subprocess.Popen(_as_server(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
              "-k", str(self.root), "-c", "max_connections=50", "-c", f"shared_buffers={shared_buffers}",
-             "-c", "fsync=on", "-c", "synchronous_commit=on"],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._as_server_user(die_with_parent=True),
-            start_new_session=True)
+             "-c", "fsync=on", "-c", "synchronous_commit=on"], die_with_parent=True),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
