@@ -81,8 +81,7 @@ class HttpFrontend:
 
     def __init__(self, host, port: int, services: Sequence[str] | None = None) -> None:
         self.settings: Settings = host.settings
-        self.requested_port = port
-        self.port = 0
+        self.port = port
         # The servicer's own service and every service it forwards (the gateway's upstreams').
         self.routes = routes_for(services or [host.service_full_name,
                                               *getattr(host.servicer, "forwarded_services", ())])
@@ -118,10 +117,9 @@ class HttpFrontend:
         app.middlewares.append(self._json_errors)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.requested_port,
+        site = web.TCPSite(self._runner, self.settings.host, self.port,
                            ssl_context=server_ssl_context(self.settings), shutdown_timeout=self.settings.drain_seconds)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1] if site._server else self.requested_port
         scheme = "https" if server_ssl_context(self.settings) else "http"
         log.info("HTTP/JSON and playground on %s://%s:%d (%d routes)", scheme, self.settings.host, self.port,
                  len(self.routes))
