@@ -139,7 +139,7 @@ def _retarget(target, model):
     return dataclasses.replace(target, model=model, layer=dict(model.named_modules())[layer_name])
 
 
-def pictures(cases: list[Case], methods: tuple[str, ...], options: Options, scale: int = 2) -> np.ndarray:
+def pictures(cases: list[Case], methods: tuple[str, ...], options: Options, scale: int = 1) -> np.ndarray:
     """One row per case: the scene, then each method's overlay."""
     tiles = []
     for case in cases:
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--sanity-scenes", type=int, default=20)
     parser.add_argument("--models", default="judge,captioning")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--pictures", type=Path, default=None, help="folder for the docs' PNGs")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -177,13 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models.split(","):
         cases = cases_for(name, models[name], args.scenes)
         started = time.perf_counter()
-        everything[name] = measure(name, models[name], cases, METHODS_BY_MODEL[name], args.sanity_scenes, options)
+        methods = tuple(m for m in METHODS_BY_MODEL[name] if not args.methods or m in args.methods.split(","))
+        everything[name] = measure(name, models[name], cases, methods, args.sanity_scenes, options)
         print(f"== {name}: {len(cases)} scenes, {time.perf_counter() - started:.0f} s")
         for method, row in everything[name].items():
             print(f"{method:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if args.pictures:
             args.pictures.mkdir(parents=True, exist_ok=True)
-            picture = pictures(cases[:4], METHODS_BY_MODEL[name], options)
+            picture = pictures(cases[:4], methods, options)
             (args.pictures / f"{name}.png").write_bytes(render.png_bytes(picture))
     if args.json:
         args.json.write_text(json.dumps(everything, indent=2) + "\n")
