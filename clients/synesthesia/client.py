@@ -47,7 +47,11 @@ from synesthesia.v1 import (
 )
 
 DEFAULT_TARGETS = {name: service.target for name, service in SERVICES.items()}
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+# The servers' message limit (same variable, same default): a request they would refuse fails here before
+# it is sent, and every response they may send fits.
+MAX_MESSAGE_BYTES = int(os.environ.get("SYN_MAX_MESSAGE_BYTES") or 16 << 20)
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 FEATURE_KINDS = {"magnitude": audio_pb2.FEATURE_KIND_MAGNITUDE, "power": audio_pb2.FEATURE_KIND_POWER,
                  "log-mel": audio_pb2.FEATURE_KIND_LOG_MEL}
 

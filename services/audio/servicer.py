@@ -6,8 +6,13 @@ the localisation network) runs in two dynamic batchers.
 
 Limits (environment): SYN_AUDIO_MAX_SECONDS (default 30) caps a clip's
 duration and SYN_AUDIO_MAX_STFT_CELLS (default 2^23) the STFT's frames x
-frequency bins; both answer RESOURCE_EXHAUSTED, like the runtime's pixel and
-message-size limits. SYN_AUDIO_MODELS lists the localisation checkpoints to
+frequency bins; for encoded files SYN_AUDIO_MAX_SAMPLE_RATE_HZ (default
+192000), SYN_AUDIO_MAX_CHANNELS (default 8) and SYN_AUDIO_MAX_DECODED_SAMPLES
+(frames x channels, default 2^22, 16 MiB of float32) are checked from the
+header before any decoding, and decoding runs in blocks that stop at that
+budget (a header can understate the length) or when the caller has gone. All
+answer RESOURCE_EXHAUSTED naming the setting, like the runtime's pixel and
+message-size limits. PCM must be finite and within +-MAX_ABS_SAMPLE. SYN_AUDIO_MODELS lists the localisation checkpoints to
 load (comma-separated, the first is the default; default `localization`).
 SYN_AUDIO_FEATURES_BATCH_WAIT_MS (default 0) is the features batcher's wait;
 Localize uses the runtime's SYN_MAX_BATCH_WAIT_MS.
@@ -33,7 +38,9 @@ from services.audio.explain import AudioExplainer
 from services.runtime import (
     DynamicBatcher,
     Settings,
+    check_call,
     decode_image,
+    in_thread,
     invalid_argument,
     model_info,
     not_found,
@@ -55,6 +62,9 @@ WINDOWS = {
 }
 # Room left in a response for everything but the tensor bytes.
 RESPONSE_OVERHEAD_BYTES = 64 * 1024
+# Full scale is +-1; ShapesWorld mixes reach about +-2. Far beyond, squares overflow float32 (1e38 -> inf)
+# and features turn to NaN, so such samples are refused rather than computed.
+MAX_ABS_SAMPLE = 1000.0
 
 
 @dataclass
@@ -85,6 +95,9 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         own = AudioSettings.from_env()
         self.max_seconds = own.max_seconds
         self.max_stft_cells = own.max_stft_cells
+        self.max_rate = own.max_sample_rate_hz
+        self.max_channels = own.max_channels
+        self.max_decoded_samples = own.max_decoded_samples
         self.model_names = list(own.models)
         self.models: dict[str, LoadedModel] = {}
         # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
@@ -137,12 +150,30 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             raise invalid_argument(field, str(exc)) from None
         return samples
 
+    def _check_encoded_header(self, frames: int, rate: int, channels: int, field: str) -> None:
+        """Everything a decode would cost, refused from the header before decoding."""
+        self._check_rate(rate, field)
+        if rate > self.max_rate:
+            raise resource_exhausted(field, f"the file's sample rate is {rate} Hz; the limit is {self.max_rate} Hz "
+                                            "(SYN_AUDIO_MAX_SAMPLE_RATE_HZ)")
+        if channels > self.max_channels:
+            raise resource_exhausted(field, f"the file has {channels} channels; the limit is {self.max_channels} "
+                                            "(SYN_AUDIO_MAX_CHANNELS)")
+        self._check_duration(frames, rate, field)
+        if frames * channels > self.max_decoded_samples:
+            raise resource_exhausted(field, f"the file holds {frames} frames x {channels} channels = "
+                                            f"{frames * channels} samples; the limit is {self.max_decoded_samples} "
+                                            "(SYN_AUDIO_MAX_DECODED_SAMPLES)")
+
     @staticmethod
     def _check_finite(samples: np.ndarray, field: str) -> None:
-        finite = np.isfinite(samples)
-        if not finite.all():
-            index = int(np.argmin(finite))
-            raise invalid_argument(field, f"sample {index} is {samples[index]}; samples must be finite")
+        ok = np.isfinite(samples) & (np.abs(samples) <= MAX_ABS_SAMPLE)
+        if not ok.all():
+            index = int(np.argmin(ok))
+            value = float(samples[index])
+            why = "samples must be finite" if not np.isfinite(value) else \
+                f"samples must lie within +-{MAX_ABS_SAMPLE:g} (full scale is +-1)"
+            raise invalid_argument(field, f"sample {index} is {value:g}; {why}")
 
     async def _clip(self, audio: common_pb2.AudioClip, field: str) -> Clip:
         source = audio.WhichOneof("source")
@@ -163,10 +194,13 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         if not data:
             raise invalid_argument(encoded_field, "the encoded file is empty")
         try:
-            frames, rate, _channels = decoding.probe(data)
-            self._check_rate(rate, encoded_field)
-            self._check_duration(frames, rate, encoded_field)
-            samples, rate = await asyncio.to_thread(decoding.decode, data)
+            frames, rate, channels = decoding.probe(data)
+            self._check_encoded_header(frames, rate, channels, encoded_field)
+            samples, rate = await in_thread("decoding audio", decoding.decode, data, self.max_decoded_samples,
+                                            lambda: check_call("decoding audio"))
+        except decoding.AudioTooLarge as exc:
+            raise resource_exhausted(encoded_field, f"{exc}; the limit is {self.max_decoded_samples} "
+                                                    "(SYN_AUDIO_MAX_DECODED_SAMPLES)") from None
         except decoding.AudioDecodeError as exc:
             raise invalid_argument(encoded_field, str(exc)) from None
         if samples.size == 0:
@@ -328,8 +362,8 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         name = request.model or self.model_names[0]
         if name not in self.models:
             raise not_found("model", f"unknown model {name!r}; loaded: {', '.join(self.models)}")
-        image = np.asarray(await asyncio.to_thread(decode_image, request.image.data, "image.data",
-                                                   self.settings.max_image_pixels))
+        image = np.asarray(await in_thread("decoding the image", decode_image, request.image.data, "image.data",
+                                           self.settings))
         height, width = image.shape[:2]
         if 4 * height * width > self.settings.max_message_bytes - RESPONSE_OVERHEAD_BYTES:
             raise resource_exhausted("image.data", f"a {width}x{height} heatmap would exceed the response limit of "

@@ -71,7 +71,7 @@ class CaptioningExplainer:
 
     async def _image(self, message, size: int) -> tuple[np.ndarray, torch.Tensor]:
         def decode():
-            image = np.asarray(image_from_message(message, "image", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(message, "image", self.settings))
             return image, images_to_batch([image], size).to(self.device)
 
         return await asyncio.to_thread(decode)

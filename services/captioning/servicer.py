@@ -40,11 +40,14 @@ from models.training import LoadedModel
 from services.captioning.explain import CaptioningExplainer
 from services.captioning.settings import CaptioningSettings
 from services.runtime import (
+    FIT_FOR_MODELS_PX,
     DynamicBatcher,
     Settings,
     backend_infos,
     decodes_inline,
     image_from_message,
+    in_thread,
+    source_size,
     invalid_argument,
     not_found,
     select_device,
@@ -147,8 +150,8 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             # Decoding here, in the model thread, saves each call a hop to a decoding thread and back;
             # a bad image fails its own call only.
             try:
-                image = image_from_message(job.image, "image", self.settings.max_image_pixels)
-                job.width, job.height = image.width, image.height
+                image = image_from_message(job.image, "image", self.settings, FIT_FOR_MODELS_PX)
+                job.width, job.height = source_size(image)  # heatmaps at the size sent, not the shrunk one
                 prepared[i] = self.models[job.model].prepare(image)
             except Exception as exc:  # noqa: BLE001 - delivered to this caller
                 results[i] = exc
@@ -210,11 +213,11 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         if not decodes_inline([request.image]):
             # A big file would hold up its whole batch while it decodes: decode it in a thread first.
             def prepare() -> None:
-                image = image_from_message(request.image, "image", self.settings.max_image_pixels)
-                job.width, job.height = image.width, image.height
+                image = image_from_message(request.image, "image", self.settings, FIT_FOR_MODELS_PX)
+                job.width, job.height = source_size(image)  # heatmaps at the size sent, not the shrunk one
                 job.pixels = self.models[name].prepare(image)
 
-            await asyncio.to_thread(prepare)
+            await in_thread("decoding the image", prepare)
         return job
 
     @staticmethod

@@ -59,11 +59,13 @@ from services.embedding.store import (
     open_store,
 )
 from services.runtime import (
+    FIT_FOR_MODELS_PX,
     DynamicBatcher,
     Settings,
     backend_infos,
     decodes_inline,
     image_from_message,
+    in_thread,
     failed_precondition,
     invalid_argument,
     not_found,
@@ -276,13 +278,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
 
     def _prepare(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
-        """Decode and prepare images (field name per image, for errors)."""
-        return torch.stack([backend.prepare(image_from_message(data, name, self.settings.max_image_pixels))
+        """Decode and prepare images (field name per image, for errors), cheaply shrunk for the model."""
+        return torch.stack([backend.prepare(image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX))
                             for data, name in datas])
 
     async def _pixels(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
-        """Decode and prepare images in a worker thread."""
-        return await asyncio.to_thread(self._prepare, backend, datas)
+        """Decode and prepare images in a worker thread (not for a call that is already over)."""
+        return await in_thread("decoding the images", self._prepare, backend, datas)
 
     async def _embed_texts(self, name: str, texts: list[str]) -> np.ndarray:
         return _unwrap(await self.batcher.submit(EmbedJob(name, texts=texts)))

@@ -4,9 +4,12 @@ Each RPC is a short chain of upstream calls (see upstreams.py for deadlines,
 retries and error naming); independent calls inside a chain run concurrently.
 The upstreams' own services are forwarded as they are (forwarding.py), so one
 published port reaches everything. Readiness follows the upstreams: the
-gateway reports NOT_SERVING while any of them is not SERVING, and its health
-service answers for each forwarded service (`synesthesia.v1.Embedding`, ...)
-with that upstream's state.
+gateway is SERVING while any of them is (some of its calls can be served),
+NOT_SERVING when none is, and its health service answers for each forwarded
+service (`synesthesia.v1.Embedding`, ...) with that upstream's own state.
+Imagine and Translate return what was generated, with `warnings`, when only a
+later step (captioning, embedding) fails. Image decoding, cropping and PNG
+encoding run in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import re
 import time
 
+import grpc
 import numpy as np
 
 from grpc_health.v1 import health_pb2
@@ -24,7 +28,7 @@ from services.gateway import explain, pipeline
 from services.gateway.forwarding import forwarding_handlers
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream, call, connect
-from services.runtime import Settings, decode_image, encode_png, invalid_argument
+from services.runtime import ServiceError, Settings, decode_image, encode_png, in_thread, invalid_argument
 from synesthesia.tensors import from_tensor
 from synesthesia.v1 import (
     audio_pb2,
@@ -65,12 +69,26 @@ def isolate_box(pixels: np.ndarray, box: common_pb2.BoundingBox, margin_px: int 
     return out
 
 
+def later_step_warnings(outcomes: dict[str, object]) -> list[str]:
+    """One warning per later step that failed with an upstream error; anything else is re-raised."""
+    warnings = []
+    for step, outcome in outcomes.items():
+        if isinstance(outcome, ServiceError) and outcome.code not in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                                     grpc.StatusCode.CANCELLED):
+            log.warning("partial result: %s failed: %s", step, outcome.message)
+            warnings.append(f"{step} failed ({outcome.code.name}): {outcome.message}")
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    return warnings
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.upstreams: dict[str, Upstream] = connect(settings)
         self.health_interval_s = GatewaySettings.from_env().health_interval_s
         self.upstream_status: dict[str, bool] = {name: False for name in self.upstreams}
+        self.pipeline_limits = pipeline.PipelineLimits.from_env()
 
     @property
     def forwarded_services(self) -> tuple[str, ...]:
@@ -91,13 +109,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 log.info("upstreams down: %s", ", ".join(down) or "none")
             for upstream, ok in zip(self.upstreams.values(), results):
                 await set_ready(ok, upstream.service.grpc_service)
-            await set_ready(all(results))
+            # SERVING while any call can be served: with one upstream down the others' calls still work,
+            # and an orchestrator must not restart a gateway that only waits for one upstream. Each
+            # upstream's own state is under its service name (above) for the callers that need it.
+            await set_ready(any(results))
             await asyncio.sleep(self.health_interval_s)
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _image(self, image: common_pb2.Image, field: str) -> np.ndarray:
-        return np.asarray(decode_image(image.data, field, self.settings.max_image_pixels))
+    async def _image(self, image: common_pb2.Image, field: str) -> np.ndarray:
+        """Decoded pixels, in a worker thread: the event loop keeps serving other calls and probes."""
+        return await in_thread("decoding the image", lambda: np.asarray(decode_image(image.data, field,
+                                                                                     self.settings)))
 
     async def _caption(self, image_png: bytes, context, *, attention: bool = False, beam_size: int = 0):
         request = captioning_pb2.CaptionRequest(
@@ -110,7 +133,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     # -- RPCs ----------------------------------------------------------------------------------------
 
     async def Describe(self, request, context):
-        self._image(request.image, "image.data")  # refuse a bad image before fanning out
+        await self._image(request.image, "image.data")  # refuse a bad image before fanning out
         if not 0 <= request.beam_size <= 10:
             raise invalid_argument("beam_size", "must be 0 (default) to 10")
         if not 0 <= request.top_k <= 100:
@@ -134,29 +157,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise invalid_argument("image_count", "must be 0 (one image) to 16")
         generated = await call(self.upstreams["generation"], "TextToImage", generation_pb2.TextToImageRequest(
             prompt=prompt, image_count=count, seed=request.seed), context)
-        captions = asyncio.gather(*(self._caption(img.data, context) for img in generated.images))
-        image_vectors = call(self.upstreams["embedding"], "EmbedImages",
-                             embedding_pb2.EmbedImagesRequest(images=generated.images), context)
-        text_vector = call(self.upstreams["embedding"], "EmbedTexts",
-                           embedding_pb2.EmbedTextsRequest(texts=[prompt]), context)
-        captions, image_vectors, text_vector = await asyncio.gather(captions, image_vectors, text_vector)
-        agreement = from_tensor(image_vectors.embeddings) @ from_tensor(text_vector.embeddings)[0]
+        # The images are the result; captions and agreements describe them. When only those later steps
+        # fail, the images still come back, with a warning per failed step.
+        captions, image_vectors, text_vector = await asyncio.gather(
+            asyncio.gather(*(self._caption(img.data, context) for img in generated.images)),
+            call(self.upstreams["embedding"], "EmbedImages",
+                 embedding_pb2.EmbedImagesRequest(images=generated.images), context),
+            call(self.upstreams["embedding"], "EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=[prompt]), context),
+            return_exceptions=True)
+        warnings = later_step_warnings({"captioning": captions, "embedding": image_vectors,
+                                        "embedding (prompt)": text_vector})
+        count = len(generated.images)
+        texts = [c.caption for c in captions] if not isinstance(captions, BaseException) else [""] * count
+        if isinstance(image_vectors, BaseException) or isinstance(text_vector, BaseException):
+            agreement = [0.0] * count
+        else:
+            agreement = from_tensor(image_vectors.embeddings) @ from_tensor(text_vector.embeddings)[0]
         return gateway_pb2.ImagineResponse(
             images=[
-                gateway_pb2.ImaginedImage(image=img, caption=cap.caption, prompt_agreement=float(score))
-                for img, cap, score in zip(generated.images, captions, agreement)
+                gateway_pb2.ImaginedImage(image=img, caption=text, prompt_agreement=float(score))
+                for img, text, score in zip(generated.images, texts, agreement)
             ],
             seed=generated.seed,
             unknown_words=generated.unknown_words,
+            warnings=warnings,
         )
 
     async def Listen(self, request, context):
-        pixels = self._image(request.image, "image.data")
+        pixels = await self._image(request.image, "image.data")
         if not request.audio.WhichOneof("source"):
             raise invalid_argument("audio", "set audio.encoded or audio.pcm")
         located = await call(self.upstreams["audio"], "Localize", audio_pb2.LocalizeRequest(
             image=request.image, audio=request.audio), context)
-        isolated = encode_png(isolate_box(pixels, located.box))
+        isolated = await in_thread("encoding the crop", lambda: encode_png(isolate_box(pixels, located.box)))
         caption = (await self._caption(isolated, context)).caption
         return gateway_pb2.ListenResponse(
             heatmap=located.heatmap,
@@ -167,17 +200,21 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
 
     async def Translate(self, request, context):
-        self._image(request.image, "image.data")
+        await self._image(request.image, "image.data")
         if not request.model:
             raise invalid_argument("model", "name an image-to-image model, e.g. sketch2photo, day2night, night2day")
         translated = await call(self.upstreams["generation"], "ImageToImage", generation_pb2.ImageToImageRequest(
             image=request.image, model=request.model), context)
-        caption = await self._caption(translated.image.data, context)
-        return gateway_pb2.TranslateResponse(image=translated.image, caption=caption.caption)
+        (caption,) = await asyncio.gather(self._caption(translated.image.data, context), return_exceptions=True)
+        warnings = later_step_warnings({"captioning": caption})
+        return gateway_pb2.TranslateResponse(image=translated.image, warnings=warnings,
+                                             caption="" if warnings else caption.caption)
 
     async def RunPipeline(self, request, context):
-        plan = pipeline.parse(request.spec, set(request.inputs))
-        async for event in pipeline.run(plan, dict(request.inputs), self.upstreams, context):
+        # Parsing is bounded (pipeline.PipelineLimits) and still runs in a thread: the loop serves probes.
+        plan = await in_thread("parsing the pipeline", pipeline.parse, request.spec, set(request.inputs),
+                               self.pipeline_limits)
+        async for event in pipeline.run(plan, dict(request.inputs), self.upstreams, context, self.pipeline_limits):
             yield event
 
     async def CheckUpstreams(self, request, context):

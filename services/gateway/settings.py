@@ -10,8 +10,10 @@ from synesthesia.services import UPSTREAMS
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    # How often upstream health is polled (the gateway is SERVING only while all are).
+    # How often upstream health is polled (the gateway is SERVING while any upstream is).
     health_interval_s: float = field(default=2.0, metadata={"min": 0.05})
+    # Longest wait between reconnect attempts to a down upstream (gRPC's default grows to 120 s).
+    max_reconnect_backoff_ms: int = field(default=1000, metadata={"min": 100})
     # The gateway's own bearer token for its upstreams; empty = its SYN_AUTH_TOKEN. Never the caller's
     # (docs/security.md says why).
     upstream_token: str = ""

@@ -47,10 +47,20 @@ SERVICE_CONFIG = json.dumps({
 })
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, object]]:
+# gRPC's default reconnect backoff grows to 120 s: after a long outage the gateway kept failing for
+# 20 s after its upstream was back. Capped at SYN_GATEWAY_MAX_RECONNECT_BACKOFF_MS (1 s), a restarted
+# upstream is used again within about that much (plus the health poll, SYN_GATEWAY_HEALTH_INTERVAL_S).
+DEFAULT_MAX_RECONNECT_BACKOFF_MS = 1000
+
+
+def channel_options(max_message_bytes: int,
+                    max_reconnect_backoff_ms: int = DEFAULT_MAX_RECONNECT_BACKOFF_MS) -> list[tuple[str, object]]:
     return [
         ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
+        ("grpc.initial_reconnect_backoff_ms", min(100, max_reconnect_backoff_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(100, max_reconnect_backoff_ms)),
+        ("grpc.max_reconnect_backoff_ms", max_reconnect_backoff_ms),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
@@ -97,10 +107,11 @@ def upstream_security(settings: Settings) -> ChannelSecurity:
 def connect(settings: Settings) -> dict[str, Upstream]:
     security = upstream_security(settings)
     targets = UpstreamTargets.from_env()
+    backoff_ms = GatewaySettings.from_env().max_reconnect_backoff_ms
     upstreams = {}
     for service in UPSTREAMS:
         target = targets.target(service.name)
-        channel = security.aio_channel(target, channel_options(settings.max_message_bytes),
+        channel = security.aio_channel(target, channel_options(settings.max_message_bytes, backoff_ms),
                                        interceptors=tracing.client_interceptors())
         upstreams[service.name] = Upstream(service.name, target, channel, service.stub(channel), service,
                                            security.metadata())

@@ -28,6 +28,7 @@ from services.runtime import (
     DynamicBatcher,
     Settings,
     decode_image,
+    in_thread,
     describe_device,
     encode_png,
     invalid_argument,
@@ -141,8 +142,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         if name not in self.image_models:
             raise not_found("model", f"no image-to-image model '{name}' on this server; loaded: "
                                      f"{', '.join(self.image_models) or 'none'}")
-        image = await asyncio.to_thread(decode_image, request.image.data, "image.data",
-                                        self.settings.max_image_pixels)
+        image = await in_thread("decoding the image", decode_image, request.image.data, "image.data",
+                                self.settings)
         png = await self.batcher.submit(ImageJob(name, image))
         return generation_pb2.ImageToImageResponse(image=common_pb2.Image(data=png), model=name)
 

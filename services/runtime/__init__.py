@@ -8,20 +8,45 @@ from .device import describe as describe_device
 from .device import select_device
 from .errors import (
     ServiceError,
+    cancelled,
+    deadline_exceeded,
     failed_precondition,
     invalid_argument,
     not_found,
     resource_exhausted,
+    quoted,
+    scrub,
     unavailable,
 )
-from .calls import REQUEST_ID, note_model
-from .images import INLINE_DECODE_BYTES, decode_image, decodes_inline, encode_png, image_from_message, to_rgb
+from .calls import CURRENT, REQUEST_ID, Call, check_call, in_thread, note_model
+from .images import (
+    FIT_FOR_MODELS_PX,
+    INLINE_DECODE_BYTES,
+    ImageLimits,
+    decode_image,
+    decodes_inline,
+    encode_png,
+    image_from_message,
+    source_size,
+    to_rgb,
+)
 from .models import backend_infos, model_info, numeric_metrics
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings, SettingsError, read_settings
 
 __all__ = [
+    "CURRENT",
+    "Call",
+    "cancelled",
+    "check_call",
+    "deadline_exceeded",
+    "in_thread",
+    "quoted",
+    "scrub",
+    "source_size",
     "DynamicBatcher",
+    "FIT_FOR_MODELS_PX",
+    "ImageLimits",
     "REPO_ROOT",
     "REQUEST_ID",
     "ServiceError",

@@ -207,6 +207,14 @@ class DynamicBatcher(Generic[T, R]):
         # Callers that gave up (deadline, cancellation) need no forward pass. Reading done() from
         # this thread is a plain attribute read; a caller cancelling right after is handled in _deliver.
         live = [p for p in batch if not p.future.done()]
+        # Callers whose deadline passed while they queued are told so, without a forward pass.
+        gone = [(p, p.call.problem(f"the {self.name} model ran")) for p in live if p.call is not None]
+        gone = [(p, problem) for p, problem in gone if problem is not None]
+        for p, problem in gone:
+            _deliver(p.loop, [(p.future, None, problem)])
+        if gone:
+            dropped = {id(p) for p, _ in gone}
+            live = [p for p in live if id(p) not in dropped]
         if not live:
             return
         items = [p.item for p in live]

@@ -31,7 +31,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # gRPC's own refusal does not name our setting: it lets through up to twice the limit and the
+        # interceptor refuses anything over SYN_MAX_MESSAGE_BYTES by name.
+        ("grpc.max_receive_message_length", 2 * settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
@@ -60,9 +62,9 @@ class ServiceHost:
         self.health = health.aio.HealthServicer()
         self._watch_task: asyncio.Task | None = None
         self.server = grpc.aio.server(
+            # SYN_MAX_CONCURRENT_RPCS is enforced by the interceptor, which exempts health and reflection.
             interceptors=[*tracing.server_interceptors(), CallInterceptor(settings)],
             options=server_options(settings),
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
         )
         add_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

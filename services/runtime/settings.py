@@ -112,8 +112,11 @@ class Settings:
     # "auto" picks cuda when present; "cpu", "cuda", "cuda:1" force one.
     device: str = "auto"
     max_message_bytes: int = field(default=16 * 1024 * 1024, metadata={"min": 1024})
-    # Decoded-image guard: a small PNG can declare billions of pixels.
+    # Decoded-image guards, checked from the header: a small PNG can declare billions of
+    # pixels, or a 1 x 16M strip that costs gigabytes to resize.
     max_image_pixels: int = field(default=4096 * 4096, metadata={"min": 1})
+    max_image_side_px: int = field(default=8192, metadata={"min": 1})
+    max_image_aspect_ratio: float = field(default=32.0, metadata={"min": 1.0})
     max_batch_size: int = field(default=16, metadata={"min": 1})
     max_batch_wait_ms: float = field(default=5.0, metadata={"min": 0})
     # Calls served concurrently before RESOURCE_EXHAUSTED; bounds queued memory.

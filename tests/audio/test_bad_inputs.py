@@ -9,6 +9,7 @@ import pytest
 from models.audio import decoding
 from synesthesia.tensors import array_to_pcm
 from synesthesia.v1 import audio_pb2, common_pb2
+from tests import hostile_inputs
 from tests.runtime.helpers import field_violations, png_bytes, png_declaring
 
 INVALID, NOT_FOUND, EXHAUSTED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -53,6 +54,13 @@ WAV = decoding.encode(TONE, 16000)
 CASES = {
     "nan sample": (features(pcm(with_value(123, np.nan))), INVALID, "audio.pcm.samples_f32le"),
     "inf sample": (features(pcm(with_value(5, np.inf))), INVALID, "audio.pcm.samples_f32le"),
+    "1e38 sample (finite, overflows the power spectrum)": (features(pcm(with_value(7, 1e38))), INVALID,
+                                                           "audio.pcm.samples_f32le"),
+    "1e38 in a float wav": (features(common_pb2.AudioClip(encoded=decoding.encode(with_value(3, -1e38), 16000,
+                                                                                  subtype="FLOAT"))),
+                            INVALID, "audio.encoded"),
+    "localize 1e38 audio": (localize(pcm(with_value(0, 3e37))), INVALID, "audio.pcm.samples_f32le"),
+    "stream 1e38": (stream(chunk(), chunk(with_value(1, 1e38)[:100])), INVALID, "chunk.samples_f32le"),
     "empty pcm": (features(pcm(raw=b"")), INVALID, "audio.pcm.samples_f32le"),
     "ragged pcm bytes": (features(pcm(raw=b"\x00" * 4099)), INVALID, "audio.pcm.samples_f32le"),
     "zero sample rate": (features(pcm(rate=0)), INVALID, "audio.pcm.sample_rate_hz"),
@@ -118,3 +126,24 @@ def test_bad_input_names_its_field_and_the_server_keeps_serving(audio_stub, name
         assert audio_stub.Localize(localize()[1], timeout=30).heatmap.image_width_px == 64
     else:
         assert audio_stub.ExtractFeatures(features()[1], timeout=30).features.shape[0] == 64
+
+
+@pytest.mark.parametrize("name", list(hostile_inputs.AUDIO_PAST_THE_LIMITS))
+def test_audio_files_past_the_limits_are_refused_from_the_header_by_name(audio_stub, name):
+    make, setting = hostile_inputs.AUDIO_PAST_THE_LIMITS[name]
+    for method, request in (features(common_pb2.AudioClip(encoded=make())),
+                            localize(common_pb2.AudioClip(encoded=make()))):
+        with pytest.raises(grpc.RpcError) as caught:
+            call(audio_stub, method, request)
+        assert caught.value.code() == EXHAUSTED, caught.value.details()
+        assert setting in caught.value.details()
+        assert "audio.encoded" in [f for f, _ in field_violations(caught.value)]
+    assert audio_stub.ExtractFeatures(features()[1], timeout=30).features.shape[0] == 64
+
+
+def test_status_text_never_carries_reprs_or_addresses(audio_stub):
+    for junk in (b"RIFF....WAVEfmt garbage", b"\x00" * 64, b"fLaC" + b"\xff" * 100):
+        with pytest.raises(grpc.RpcError) as caught:
+            audio_stub.ExtractFeatures(features(common_pb2.AudioClip(encoded=junk))[1], timeout=30)
+        assert "0x" not in caught.value.details() and "object at" not in caught.value.details()
+        assert "BytesIO" not in caught.value.details()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import grpc
 import numpy as np
@@ -171,7 +172,7 @@ steps:
     assert by_step["after_broken"] == "STEP_STATE_SKIPPED"
 
 
-def test_dead_upstream_is_unavailable_by_name_and_gateway_not_ready(service_process, upstream_targets):
+def test_dead_upstream_is_unavailable_by_name_and_reported_under_its_own_name(service_process, upstream_targets):
     targets = dict(upstream_targets, audio=f"127.0.0.1:{free_port()}")  # nothing listens there
     gw = service_process("gateway", gateway_env(targets), wait=False)
     with grpc.insecure_channel(gw.target) as channel:
@@ -183,7 +184,18 @@ def test_dead_upstream_is_unavailable_by_name_and_gateway_not_ready(service_proc
                                                   audio=common_pb2.AudioClip(encoded=wav(scene.audio))), timeout=30)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "upstream audio" in err.value.details()
-    assert health_status(gw.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+    # The other calls can still be served, so the gateway stays SERVING (an orchestrator must not
+    # restart it); the dead upstream is NOT_SERVING under its own service name.
+    wait_for_health(gw.target, "synesthesia.v1.Audio", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert health_status(gw.target) == health_pb2.HealthCheckResponse.SERVING
+    assert health_status(gw.target, "synesthesia.v1.Captioning") == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_for_health(target: str, service: str, status, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while health_status(target, service) != status:
+        assert time.monotonic() < deadline, f"{service} never became {status}"
+        time.sleep(0.1)
 
 
 def test_deadline_is_passed_down_to_upstreams(service_process, upstream_targets):

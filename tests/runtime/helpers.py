@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import time
+import urllib.request
 import zlib
 
 import grpc
@@ -45,3 +47,20 @@ def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
             detail.Unpack(bad)
             out.extend((v.field, v.description) for v in bad.field_violations)
     return out
+
+
+def metrics_text(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def in_flight(metrics_port: int) -> float:
+    """syn_rpcs_in_flight of a server: lets a test act once calls have really arrived (no sleeps)."""
+    return sum(float(line.split()[-1]) for line in metrics_text(metrics_port).splitlines()
+               if line.startswith("syn_rpcs_in_flight"))
+
+
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
-from tests.runtime.helpers import TOY, field_violations, png_bytes, png_declaring, solid_png
+from tests.runtime.helpers import TOY, field_violations, in_flight, png_bytes, png_declaring, solid_png, wait_until
 from tests.servers import free_port, health_status
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -96,6 +96,7 @@ def test_oversized_message_is_resource_exhausted(service_process):
     with pytest.raises(grpc.RpcError) as err:
         caption(server.target, png_bytes(noise))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "SYN_MAX_MESSAGE_BYTES" in err.value.details()  # the setting to change, not gRPC's internals
     assert caption(server.target, solid_png(7)).caption == "mean 7 width 16"
 
 
@@ -119,18 +120,6 @@ def test_batcher_merges_concurrent_calls_and_never_mixes_responses(service_proce
         assert reply.caption == f"mean {value} width {value % 7 + 8}"
     passes = forward_calls(server.target) - before
     assert 1 <= passes <= len(values) // 3, passes
-
-
-def in_flight(metrics_port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("syn_rpcs_in_flight"))
-
-
-def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_sigterm_drains_in_flight_calls(service_process):

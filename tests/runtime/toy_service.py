@@ -42,7 +42,7 @@ class ToyCaptioner(captioning_pb2_grpc.CaptioningServicer):
             raise not_found("options.model", f"unknown model {request.options.model!r}; known: toy")
         if not 0 <= request.options.beam_size <= 10:
             raise invalid_argument("options.beam_size", "must be between 0 and 10")
-        return np.asarray(decode_image(request.image.data, "image.data", self.settings.max_image_pixels))
+        return np.asarray(decode_image(request.image.data, "image.data", self.settings))
 
     async def Caption(self, request, context):
         # Recorded so gateway tests can see the deadline that reached this hop.

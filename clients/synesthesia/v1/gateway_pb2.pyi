@@ -76,14 +76,16 @@ class ImaginedImage(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., prompt_agreement: _Optional[float] = ...) -> None: ...
 
 class ImagineResponse(_message.Message):
-    __slots__ = ("images", "seed", "unknown_words")
+    __slots__ = ("images", "seed", "unknown_words", "warnings")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_WORDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[ImaginedImage]
     seed: int
     unknown_words: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, images: _Optional[_Iterable[_Union[ImaginedImage, _Mapping]]] = ..., seed: _Optional[int] = ..., unknown_words: _Optional[_Iterable[str]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, images: _Optional[_Iterable[_Union[ImaginedImage, _Mapping]]] = ..., seed: _Optional[int] = ..., unknown_words: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListenRequest(_message.Message):
     __slots__ = ("image", "audio")
@@ -116,12 +118,14 @@ class TranslateRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
-    __slots__ = ("image", "caption")
+    __slots__ = ("image", "caption", "warnings")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     caption: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunPipelineRequest(_message.Message):
     __slots__ = ("spec", "inputs")
