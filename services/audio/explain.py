@@ -55,7 +55,7 @@ class AudioExplainer:
         device = servicer.device
 
         def decode():
-            image = np.asarray(image_from_message(request.image, "image", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(request.image, "image", self.settings))
             return image, images_to_batch([image], config.image_size).to(device)
 
         image, pixels = await asyncio.to_thread(decode)

@@ -56,7 +56,7 @@ class EmbeddingExplainer:
         device = network.logit_scale.device
 
         def decode():
-            image = np.asarray(image_from_message(request.image, "image", self.settings.max_image_pixels))
+            image = np.asarray(image_from_message(request.image, "image", self.settings))
             return image, images_to_batch([image], network.config.image_size).to(device)
 
         image, pixels = await asyncio.to_thread(decode)
