@@ -107,21 +107,27 @@ class Client:
         return {"timeout": self.timeout_s, "metadata": self.metadata}
 
     # -- through the gateway ---------------------------------------------------------------------------
-    def describe(self, image, *, collection: str = "", top_k: int = 0, beam_size: int = 0):
+    # `model` picks the call's main model by its ListModels name, `captioning_model` the captioner
+    # that describes the result; empty means the serving service's default.
+    def describe(self, image, *, collection: str = "", top_k: int = 0, beam_size: int = 0, model: str = ""):
         return self.gateway.Describe(gateway_pb2.DescribeRequest(
-            image=image_message(image), collection=collection, top_k=top_k, beam_size=beam_size), **self._kw())
+            image=image_message(image), collection=collection, top_k=top_k, beam_size=beam_size, model=model),
+            **self._kw())
 
-    def imagine(self, prompt: str, *, n: int = 1, seed: int = 0):
-        return self.gateway.Imagine(gateway_pb2.ImagineRequest(prompt=prompt, image_count=n, seed=seed),
-                                    **self._kw())
+    def imagine(self, prompt: str, *, n: int = 1, seed: int = 0, model: str = "", captioning_model: str = "",
+                embedding_model: str = ""):
+        return self.gateway.Imagine(gateway_pb2.ImagineRequest(
+            prompt=prompt, image_count=n, seed=seed, model=model, captioning_model=captioning_model,
+            embedding_model=embedding_model), **self._kw())
 
-    def translate(self, image, model: str):
-        return self.gateway.Translate(gateway_pb2.TranslateRequest(image=image_message(image), model=model),
-                                      **self._kw())
+    def translate(self, image, model: str = "", *, captioning_model: str = ""):
+        return self.gateway.Translate(gateway_pb2.TranslateRequest(
+            image=image_message(image), model=model, captioning_model=captioning_model), **self._kw())
 
-    def listen(self, image, audio):
-        return self.gateway.Listen(gateway_pb2.ListenRequest(image=image_message(image), audio=audio_message(audio)),
-                                   **self._kw())
+    def listen(self, image, audio, *, model: str = "", captioning_model: str = ""):
+        return self.gateway.Listen(gateway_pb2.ListenRequest(
+            image=image_message(image), audio=audio_message(audio), model=model, captioning_model=captioning_model),
+            **self._kw())
 
     def run(self, spec: str, inputs: Mapping[str, bytes] | None = None) -> Iterator[gateway_pb2.RunPipelineResponse]:
         return self.gateway.RunPipeline(gateway_pb2.RunPipelineRequest(spec=spec, inputs=dict(inputs or {})),
@@ -133,18 +139,20 @@ class Client:
         return self.gateway.Explain(request, **self._kw())
 
     def search(self, query: str | None = None, *, image=None, collection: str = "default", top_k: int = 5,
-               where: Mapping[str, str] | None = None):
-        """Nearest items to a text or image; `where` keeps items whose metadata has each key=value."""
-        request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k, metadata_filter=dict(where or {}))
+               where: Mapping[str, str] | None = None, model: str = ""):
+        """Nearest items to a text or image; `where` keeps items whose metadata has each key=value;
+        `model`, when set, must be the collection's model."""
+        request = embedding_pb2.SearchRequest(collection=collection, top_k=top_k, metadata_filter=dict(where or {}),
+                                              model=model)
         if image is not None:
             request.image.CopyFrom(image_message(image))
         else:
             request.text = query or ""
         return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Search(request, **self._kw())
 
-    def upsert(self, items: list[embedding_pb2.Item], *, collection: str = "default"):
+    def upsert(self, items: list[embedding_pb2.Item], *, collection: str = "default", model: str = ""):
         return embedding_pb2_grpc.EmbeddingStub(self._channel("embedding")).Upsert(
-            embedding_pb2.UpsertRequest(collection=collection, items=items), **self._kw())
+            embedding_pb2.UpsertRequest(collection=collection, items=items, model=model), **self._kw())
 
     def features(self, audio, *, kind: str = "log-mel", n_fft: int = 0, hop: int = 0, n_mels: int = 0):
         options = audio_pb2.FeatureOptions(kind=FEATURE_KINDS[kind], n_fft=n_fft, hop_length_samples=hop,

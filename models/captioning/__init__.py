@@ -11,6 +11,7 @@
 Modules: `vocabulary` (word ids, stored in the checkpoint config), `network` (encoder, attention,
 decoder, loss), `decoding` (batched greedy / beam search, settled-word callback for streaming),
 `data` (taught captions, batches, resizing), `scoring` (BLEU, attribute accuracy, pointing game),
-`checkpoint` (loader), `transformers_backend` (a local VisionEncoderDecoderModel), `train`,
+`checkpoint` (loader), `interface` (the Captioner Protocol), `builtin` and `hf_*` (the families:
+models/families.py), `train`,
 `evaluate`. User doc: docs/captioning.md.
 """

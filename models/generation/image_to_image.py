@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from models.generation import cyclegan, pix2pix
-from models.training import CheckpointError, load_model, read_manifest
+from models.repository import BUILTIN, ModelDetails, ModelEntry
+from models.training import CHECKPOINT_DIR, CheckpointError, load_model, read_manifest
 
 # Name -> (network kind, builder from the manifest config).
 MODELS = {
@@ -58,6 +61,21 @@ class ImageToImageModel:
             y = self.network(x)
         return ((y + 1.0) / 2.0).clamp(0.0, 1.0).to(batch.device)
 
+    def translate_images(self, images: list) -> list[np.ndarray]:
+        """PIL RGB images of any sizes -> uint8 [H, W, 3] translations at each input's size: the network
+        works at its training size (bicubic resize there and back)."""
+        batch = torch.stack([
+            torch.from_numpy(np.asarray(image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC), np.float32))
+            .permute(2, 0, 1) / 255.0 for image in images]).to(self.device)
+        pixels = (self.translate(batch).clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = []
+        for image, p in zip(images, pixels):
+            translated = Image.fromarray(p)
+            if translated.size != image.size:
+                translated = translated.resize(image.size, Image.BICUBIC)
+            out.append(np.asarray(translated))
+        return out
+
     def __repr__(self) -> str:
         return f"ImageToImageModel({self.name!r}, device={self.device})"
 
@@ -77,13 +95,21 @@ def load_image_to_image(name: str, device: str | torch.device = "cpu",
 
     network, entry = load_model(name, checked_build, directory=directory)
     entry.pop("extra_tensors", None)
-    return ImageToImageModel(name, network.requires_grad_(False), entry, device)
+    model = ImageToImageModel(name, network.requires_grad_(False), entry, device)
+    model.details = ModelDetails(BUILTIN, str(Path(directory or CHECKPOINT_DIR) / entry.get("file", f"{name}.safetensors")),
+                                 entry.get("sha256", ""), dict(entry.get("metrics", {})),
+                                 entry.get("parameter_count") or sum(p.numel() for p in network.parameters()),
+                                 fingerprint=entry.get("sha256", ""), architecture=kind)
+    return model
+
+
+def load(entry: ModelEntry, device) -> ImageToImageModel:
+    """A model-repository entry of family `builtin` (the translator is chosen by the checkpoint's name)."""
+    return load_image_to_image(entry.path.stem, device, entry.path.parent)
 
 
 def available_image_to_image_models(directory: Path | None = None) -> list[str]:
     """The names whose checkpoints are in the manifest and on disk (not verified: loading does that)."""
-    from models.training import CHECKPOINT_DIR
-
     directory = Path(directory or CHECKPOINT_DIR)
     manifest = read_manifest(directory)
     return [name for name in MODELS

@@ -238,7 +238,7 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def load_text2image(device: torch.device | str = "cpu", directory=None) -> Text2Image:
+def load_text2image(device: torch.device | str = "cpu", directory=None, name: str = CHECKPOINT_NAME) -> Text2Image:
     """The shipped `text2image` model in eval mode on `device`, with `.name` and `.manifest_entry`.
 
     The network is rebuilt from the manifest's config and loaded strictly, so a
@@ -246,8 +246,72 @@ def load_text2image(device: torch.device | str = "cpu", directory=None) -> Text2
     """
     from models.training import load_model
 
-    model, entry = load_model(CHECKPOINT_NAME, lambda config: Text2Image(Text2ImageConfig.from_dict(config)),
+    model, entry = load_model(name, lambda config: Text2Image(Text2ImageConfig.from_dict(config)),
                               directory=directory, device=device)
-    model.name = CHECKPOINT_NAME
+    model.name = name
     model.manifest_entry = entry
     return model
+
+
+# Generator calls always see this many rows (zero-padded): convolution kernels are picked per
+# batch shape and round differently (~1e-6), so a fixed shape is what keeps a sample's bytes
+# independent of the requests that share its batch.
+DEFAULT_CHUNK = 8
+
+
+class BuiltinText2Image:
+    """The shipped GAN-INT-CLS behind the TextToImageGenerator interface (models/generation/interface.py)."""
+
+    def __init__(self, entry, device, chunk: int = DEFAULT_CHUNK) -> None:
+        from models.repository import BUILTIN, ModelDetails
+
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.model = load_text2image(device, entry.path.parent, entry.path.stem)
+        self.device = torch.device(device)
+        self.chunk = chunk
+        self.noise_dim = self.model.config.noise_dim
+        self.vocabulary = list(self.model.tokenizer.words[2:])
+        entry_info = self.model.manifest_entry
+        self.details = ModelDetails(BUILTIN, str(entry.path), entry_info.get("sha256", ""),
+                                    dict(entry_info.get("metrics", {})),
+                                    entry_info.get("parameter_count") or parameter_count(self.model),
+                                    fingerprint=entry_info.get("sha256", ""), architecture="gan-int-cls")
+        self._embeddings: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def encode_prompt(self, prompt: str) -> tuple[tuple, list[str]]:
+        ids, unknown = self.model.tokenizer.encode(prompt)
+        return tuple(ids), list(unknown)
+
+    def _embedding(self, word_ids: tuple[int, ...]) -> torch.Tensor:
+        # One prompt at a time (a GRU's output must not depend on its batch-mates), cached:
+        # the vocabulary is closed, so real traffic repeats a small set of prompts.
+        if word_ids not in self._embeddings:
+            if len(self._embeddings) >= 4096:
+                self._embeddings.clear()
+            ids, lengths = self.model.tokenizer.batch([list(word_ids)])
+            self._embeddings[word_ids] = self.model.text_encoder(ids.to(self.device), lengths)
+        return self._embeddings[word_ids]
+
+    def generate(self, tokens: list[tuple], noise: list[torch.Tensor]) -> list:
+        text = torch.cat([self._embedding(t).expand(len(n), -1) for t, n in zip(tokens, noise)])
+        rows = torch.cat(noise).to(self.device)
+        parts = []
+        for start in range(0, len(rows), self.chunk):
+            part = slice(start, start + self.chunk)
+            parts.append(self.model(*_padded((rows[part], text[part]), self.chunk))[:len(rows[part])])
+        pixels = (torch.cat(parts).clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out, start = [], 0
+        for n in noise:
+            out.append(pixels[start:start + len(n)])
+            start += len(n)
+        return out
+
+
+def _padded(parts: tuple[torch.Tensor, ...], rows: int) -> list[torch.Tensor]:
+    """Zero-pad each tensor to `rows` rows."""
+    return [torch.cat([p, p.new_zeros(rows - len(p), *p.shape[1:])]) if len(p) < rows else p for p in parts]
+
+
+def load(entry, device) -> BuiltinText2Image:
+    return BuiltinText2Image(entry, device, int(entry.option("chunk", DEFAULT_CHUNK)))

@@ -19,7 +19,7 @@ from models.audio import decoding
 from models.explain import explain
 from models.explain.targets import SoundTarget
 from models.images import images_to_batch
-from services.runtime import image_from_message, invalid_argument, not_found
+from services.runtime import failed_precondition, image_from_message, invalid_argument
 from services.runtime.explain import ExplainLane, explanation, method_names, options_from
 
 SOUND_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
@@ -29,7 +29,9 @@ class AudioExplainer:
     def __init__(self, servicer) -> None:
         self.servicer = servicer
         self.settings = servicer.settings
-        self.lane = ExplainLane(self.settings, "audio", [servicer.localize_batcher, servicer.feature_batcher])
+        # The registry's live list of model batchers (filled when the models load), then the features'.
+        self.lane = ExplainLane(self.settings, "audio", servicer.models.batchers)
+        servicer.models.batchers.append(servicer.feature_batcher)
 
     async def close(self) -> None:
         await self.lane.close()
@@ -40,10 +42,11 @@ class AudioExplainer:
         servicer = self.servicer
         names = method_names(request.methods, SOUND_METHODS)
         options = options_from(request.options)
-        name = request.model or servicer.model_names[0]
-        if name not in servicer.models:
-            raise not_found("model", f"unknown model {name!r}; loaded: {', '.join(servicer.models)}")
-        localizer = servicer.models[name].model
+        served = servicer.models.get(request.model)
+        if served.details.family != "builtin":
+            raise failed_precondition("model", f"{served.name!r} is a {served.details.family} model; "
+                                               "ExplainLocalization explains the built-in localisers")
+        localizer = served.model.model
         config = localizer.config
         clip = await servicer._clip(request.audio, "audio")
         if not decoding.can_resample(clip.sample_rate, config.sample_rate):
@@ -52,7 +55,7 @@ class AudioExplainer:
         if analysed_length(clip.samples.size, clip.sample_rate, config.sample_rate) < config.n_fft:
             raise invalid_argument(clip.field, f"the clip is too short; the model needs at least {config.n_fft} "
                                                f"samples at {config.sample_rate} Hz")
-        device = servicer.device
+        device = servicer.models.device
 
         def decode():
             image = np.asarray(image_from_message(request.image, "image", self.settings))

@@ -12,8 +12,9 @@ frequency bins; for encoded files SYN_AUDIO_MAX_SAMPLE_RATE_HZ (default
 header before any decoding, and decoding runs in blocks that stop at that
 budget (a header can understate the length) or when the caller has gone. All
 answer RESOURCE_EXHAUSTED naming the setting, like the runtime's pixel and
-message-size limits. PCM must be finite and within +-MAX_ABS_SAMPLE. SYN_AUDIO_MODELS lists the localisation checkpoints to
-load (comma-separated, the first is the default; default `localization`).
+message-size limits. PCM must be finite and within +-MAX_ABS_SAMPLE. The localisers are the model
+repository's sound-localization entries (services/runtime/registry.py);
+SYN_AUDIO_MODELS names the ones to serve (comma-separated).
 SYN_AUDIO_FEATURES_BATCH_WAIT_MS (default 0) is the features batcher's wait;
 Localize uses the runtime's SYN_MAX_BATCH_WAIT_MS.
 """
@@ -26,24 +27,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from synesthesia.tensors import pcm_to_array, to_tensor
+from synesthesia.tensors import to_tensor
 from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 from models.audio import decoding
 from models.audio.features import MAX_MELS, FeatureConfig, compute, frequencies_hz
-from models.audio.localize import load_localizer, localize
-from models.training import LoadedModel
-from services.audio.settings import AudioSettings
+from models.repository import SOUND_LOCALIZATION
 from services.audio.explain import AudioExplainer
+from services.audio.settings import AudioSettings
 from services.runtime import (
+    Clip,
     DynamicBatcher,
+    ModelRegistry,
+    ServedModel,
     Settings,
     check_call,
     decode_image,
     in_thread,
     invalid_argument,
-    model_info,
-    not_found,
     resource_exhausted,
     select_device,
 )
@@ -60,18 +61,15 @@ WINDOWS = {
     audio_pb2.WINDOW_KIND_HANN: "hann",
     audio_pb2.WINDOW_KIND_RECTANGULAR: "rectangular",
 }
+# A map whose peak is less than this many times its mean has no clear source (a model entry's
+# `min_peak_to_mean` option overrides it). The built-in's held-out peak/mean ratios: 26.2 with the
+# scene's sound, 1.28 for silence, 1.24 for white noise (models/checkpoints/manifest.json).
+DEFAULT_MIN_PEAK_TO_MEAN = 3.0
 # Room left in a response for everything but the tensor bytes.
 RESPONSE_OVERHEAD_BYTES = 64 * 1024
 # Full scale is +-1; ShapesWorld mixes reach about +-2. Far beyond, squares overflow float32 (1e38 -> inf)
 # and features turn to NaN, so such samples are refused rather than computed.
 MAX_ABS_SAMPLE = 1000.0
-
-
-@dataclass
-class Clip:
-    samples: np.ndarray  # mono float32
-    sample_rate: int
-    field: str  # the proto field the samples came from, for later errors
 
 
 @dataclass
@@ -83,7 +81,6 @@ class FeatureJob:
 
 @dataclass
 class LocalizeJob:
-    model: str
     image: np.ndarray
     clip: Clip
 
@@ -98,34 +95,25 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         self.max_rate = own.max_sample_rate_hz
         self.max_channels = own.max_channels
         self.max_decoded_samples = own.max_decoded_samples
-        self.model_names = list(own.models)
-        self.models: dict[str, LoadedModel] = {}
+        self.models = ModelRegistry(settings, "audio", (SOUND_LOCALIZATION,), self._localize_batch)
         # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
         # default (they still share a pass with whatever is already queued).
         self.feature_batcher = DynamicBatcher(
             self._features_batch, max_batch_size=settings.max_batch_size,
             max_wait_ms=own.features_batch_wait_ms, name="audio-features")
-        self.localize_batcher = DynamicBatcher(self._localize_batch, max_batch_size=settings.max_batch_size,
-                                               max_wait_ms=settings.max_batch_wait_ms, name="audio-localize")
         self.explainer = AudioExplainer(self)  # ExplainLocalization (explain.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        for name in self.model_names:
-            self.models[name] = load_localizer(name, checkpoint_dir=self.settings.checkpoint_dir, device=self.device)
-
     async def warm_up(self) -> None:
-        await asyncio.to_thread(self._load)
+        await self.models.warm_up()
         rng = np.random.default_rng(0)
         clip = Clip((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, "warm-up")
         await self.feature_batcher.run_now([FeatureJob(clip, FeatureConfig(), 16000)])
-        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        await self.localize_batcher.run_now([LocalizeJob(name, image, clip) for name in self.models])
 
     async def close(self) -> None:
         await self.feature_batcher.close()
-        await self.localize_batcher.close()
+        await self.models.close()
         await self.explainer.close()
 
     # --- validation -------------------------------------------------------------------------
@@ -277,42 +265,23 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
                     results[i] = exc
         return results
 
-    def _localize_batch(self, jobs: list[LocalizeJob]):
-        results: list = [None] * len(jobs)
-        by_model: dict[str, list[int]] = {}
-        for i, job in enumerate(jobs):
-            by_model.setdefault(job.model, []).append(i)
-        for name, indices in by_model.items():
-            loaded = self.models[name]
-            rate = loaded.model.config.sample_rate
-            try:
-                clips = []
-                for i in indices:
-                    clip = jobs[i].clip
-                    if clip.sample_rate == rate:
-                        clips.append(clip.samples)
-                        continue
-                    samples = torch.from_numpy(clip.samples).to(self.device)
-                    clips.append(decoding.resample(samples, clip.sample_rate, rate).cpu().numpy())
-                found = localize(loaded.model, [jobs[i].image for i in indices], clips, self.device)
-                for i, result in zip(indices, found):
-                    results[i] = result
-            except Exception as exc:
-                for i in indices:
-                    results[i] = exc
-        return results
-
-    @staticmethod
-    def _unwrap(result):
-        if isinstance(result, Exception):
-            raise result
-        return result
+    def _localize_batch(self, served: ServedModel, jobs: list[LocalizeJob]):
+        model = served.model
+        rate = model.sample_rate
+        clips = []
+        for job in jobs:
+            if job.clip.sample_rate == rate:
+                clips.append(job.clip.samples)
+                continue
+            samples = torch.from_numpy(job.clip.samples).to(self.models.device)
+            clips.append(decoding.resample(samples, job.clip.sample_rate, rate).cpu().numpy())
+        return model.localize([job.image for job in jobs], clips)
 
     # --- RPCs -------------------------------------------------------------------------------
 
     async def _extract(self, clip: Clip, config: FeatureConfig, target: int) -> audio_pb2.ExtractFeaturesResponse:
         job = self._feature_job(clip, config, target)
-        features = self._unwrap(await self.feature_batcher.submit(job))
+        features = await self.feature_batcher.submit(job)
         return audio_pb2.ExtractFeaturesResponse(
             features=to_tensor(features),
             frame_rate_hz=job.rate / config.hop,
@@ -359,9 +328,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         return audio_pb2.StreamFeaturesResponse(result=result, chunk_count=chunk_count)
 
     async def Localize(self, request, context):
-        name = request.model or self.model_names[0]
-        if name not in self.models:
-            raise not_found("model", f"unknown model {name!r}; loaded: {', '.join(self.models)}")
+        served = self.models.get(request.model)
         image = np.asarray(await in_thread("decoding the image", decode_image, request.image.data, "image.data",
                                            self.settings))
         height, width = image.shape[:2]
@@ -369,16 +336,16 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             raise resource_exhausted("image.data", f"a {width}x{height} heatmap would exceed the response limit of "
                                                    f"{self.settings.max_message_bytes} bytes (SYN_MAX_MESSAGE_BYTES)")
         clip = await self._clip(request.audio, "audio")
-        config = self.models[name].model.config
-        rate = config.sample_rate
+        rate, needed = served.model.sample_rate, served.model.min_samples
         if not decoding.can_resample(clip.sample_rate, rate):
             raise invalid_argument(clip.field.replace("samples_f32le", "sample_rate_hz"),
                                    f"cannot resample {clip.sample_rate} Hz to the model's {rate} Hz")
         count = analysed_length(clip.samples.size, clip.sample_rate, rate)
-        if count < config.n_fft:
+        if count < needed:
             raise invalid_argument(clip.field, f"the clip is {count} samples at {rate} Hz; the model needs at least "
-                                               f"{config.n_fft} ({1000 * config.n_fft / rate:.0f} ms)")
-        result = self._unwrap(await self.localize_batcher.submit(LocalizeJob(name, image, clip)))
+                                               f"{needed} ({1000 * needed / rate:.0f} ms)")
+        result = await served.submit(LocalizeJob(image, clip))
+        warnings = await in_thread("checking the picture", served.model.input_warnings, image)
         x0, y0, x1, y1 = result.box
         return audio_pb2.LocalizeResponse(
             heatmap=common_pb2.Heatmap(values=to_tensor(result.heatmap), image_width_px=width,
@@ -386,17 +353,15 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             box=common_pb2.BoundingBox(x_min_px=x0, y_min_px=y0, x_max_px=x1, y_max_px=y1),
             peak_score=result.peak_score,
             peak_to_mean_ratio=result.peak_to_mean,
-            model=name,
+            model=served.name,
+            warnings=warnings,
+            clear_source=bool(result.peak_to_mean >= float(served.entry.option("min_peak_to_mean",
+                                                                                 DEFAULT_MIN_PEAK_TO_MEAN))),
         )
 
     async def ListModels(self, request, context):
-        infos = []
-        for i, (name, loaded) in enumerate(self.models.items()):
-            infos.append(model_info(
-                name, task="sound-localization", backend=common_pb2.MODEL_BACKEND_BUILTIN, sha256=loaded.sha256,
-                device=self.device, is_default=i == 0,
-                parameter_count=loaded.parameter_count, metrics=loaded.metrics))
-        return audio_pb2.ListAudioModelsResponse(models=infos)
+        self.models.check_loaded()
+        return audio_pb2.ListAudioModelsResponse(models=self.models.infos())
 
     # --- explanations (explain.py) ----------------------------------------------------------
 

@@ -19,8 +19,8 @@ class AudioSettings:
     max_sample_rate_hz: int = field(default=192_000, metadata={"min": 1})
     max_channels: int = field(default=8, metadata={"min": 1})
     max_decoded_samples: int = field(default=1 << 22, metadata={"min": 1})
-    # Localisation checkpoints served (comma-separated); the first is the default.
-    models: tuple[str, ...] = ("localization",)
+    # Model-repository entries served (comma-separated); unset = every sound-localization entry.
+    models: tuple[str, ...] = ()
     # Feature calls do not wait for company by default: an STFT costs the same batched or not.
     features_batch_wait_ms: float = field(default=0.0, metadata={"min": 0.0})
 

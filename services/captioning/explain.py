@@ -58,7 +58,8 @@ class CaptioningExplainer:
         self.servicer = servicer
         self.settings = servicer.settings
         self.device = servicer.device
-        self.lane = ExplainLane(self.settings, "captioning", [servicer.batcher])
+        # The registry's live list of model batchers (filled when the models load).
+        self.lane = ExplainLane(self.settings, "captioning", servicer.models.batchers)
         self.judge_name = servicer.own.judge
         self.judge = None
 
@@ -92,23 +93,18 @@ class CaptioningExplainer:
         from services.captioning.servicer import DEFAULT_MAX_LENGTH, CaptionJob
 
         servicer = self.servicer
-        servicer._check_loaded()
         names = method_names(request.methods, CAPTION_METHODS)
         options = options_from(request.options)
-        model_name = request.model or servicer.default_model
-        if model_name not in servicer.models:
-            raise not_found("model", f"unknown model {request.model!r}; loaded: {', '.join(servicer.models)}")
-        backend = servicer.models[model_name]
-        if backend.builtin is None:
-            raise failed_precondition("model", f"{model_name!r} is a transformers model; ExplainCaption explains "
-                                               "the built-in captioners (docs/explanations.md)")
-        captioner = backend.builtin.model
+        served = servicer.models.get(request.model)
+        model_name = served.name
+        if served.details.family != "builtin":
+            raise failed_precondition("model", f"{model_name!r} is a {served.details.family} model; ExplainCaption "
+                                               "explains the built-in captioners (docs/explanations.md)")
+        captioner = served.model.model
         image, pixels = await self._image(request.image, captioner.config.image_size)
         caption = request.caption.strip()
         if not caption:
-            decoded = await servicer.batcher.submit(CaptionJob(model_name, pixels[0].cpu(), 1, DEFAULT_MAX_LENGTH))
-            if isinstance(decoded, Exception):
-                raise decoded
+            decoded = await served.submit(CaptionJob(pixels[0].cpu(), 1, DEFAULT_MAX_LENGTH))
             caption = decoded.text
         words = caption.split()
         if not words or len(words) > MAX_CAPTION_WORDS:
@@ -135,7 +131,7 @@ class CaptioningExplainer:
     # --- the judge --------------------------------------------------------------------------
 
     def _judge(self):
-        self.servicer._check_loaded()
+        self.servicer.models.check_loaded()
         if self.judge is None:
             raise failed_precondition("request", "the judge is not loaded here (SYN_CAPTIONING_JUDGE is empty)")
         return self.judge

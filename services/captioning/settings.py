@@ -9,9 +9,9 @@ from services.runtime import read_settings
 
 @dataclass(frozen=True)
 class CaptioningSettings:
-    # Built-in checkpoints served (comma-separated); the first is the default model.
-    models: tuple[str, ...] = ("captioning",)
-    # A local Hugging Face VisionEncoderDecoderModel directory served beside them, and its model name.
+    # Model-repository entries served (comma-separated); unset = every captioning entry (docs/models.md).
+    models: tuple[str, ...] = ()
+    # Shorthand for one Hugging Face captioner directory served beside them, and its model name.
     hf_dir: str = ""
     hf_name: str = ""
     # Beam search length penalty (GNMT-style alpha); 0 = none.

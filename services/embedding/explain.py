@@ -32,14 +32,15 @@ class EmbeddingExplainer:
     def __init__(self, servicer) -> None:
         self.servicer = servicer
         self.settings = servicer.settings
-        self.lane = ExplainLane(self.settings, "embedding", [servicer.batcher])
+        # The registry's live list of model batchers (filled when the models load).
+        self.lane = ExplainLane(self.settings, "embedding", servicer.models.batchers)
 
     async def close(self) -> None:
         await self.lane.close()
 
     def _network(self, name: str) -> JointEmbedding:
         """The built-in network behind a loaded model (its encoder's bound method knows it)."""
-        network = getattr(self.servicer.models[name].embed_images, "__self__", None)
+        network = getattr(self.servicer.models.get(name).model, "model", None)
         if not isinstance(network, JointEmbedding):
             raise failed_precondition("model", f"{name!r} is not a built-in model; ExplainMatch explains the "
                                                "built-in image-text models (docs/explanations.md)")
@@ -51,7 +52,7 @@ class EmbeddingExplainer:
         names = method_names(request.methods, MATCH_METHODS)
         options = options_from(request.options)
         text = servicer._check_text(request.text, "text")
-        name = servicer._model(request.model)
+        name = servicer._model(request.model).name
         network = self._network(name)
         device = network.logit_scale.device
 

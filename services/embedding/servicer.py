@@ -1,7 +1,8 @@
 """The Embedding service: texts and images into one space, and persistent named collections to search.
 
-EmbedTexts / EmbedImages go through one DynamicBatcher, whose batch function runs
-one forward pass per (model, modality) over every request in the batch. Upsert
+EmbedTexts / EmbedImages go through the model's own DynamicBatcher (the runtime's
+ModelRegistry, services/runtime/registry.py), whose batch function runs one
+forward pass per modality over every request in the batch. Upsert
 embeds its items the same way and writes them to the collection store (store.py:
 the interface; faiss_store.py embedded by default, postgres_store.py for
 PostgreSQL + pgvector), acknowledged only once durable; Search embeds its query
@@ -14,10 +15,11 @@ vectors come from; an Upsert naming another model, or a server whose model of
 that name has other weights or another dimension, is refused with
 FAILED_PRECONDITION rather than mixing two spaces in one index.
 
-Environment: SYN_EMBEDDING_MODELS (built-in checkpoints, comma-separated, the
-first is the default; default `embedding`; empty for none),
-SYN_EMBEDDING_HF_DIR (a CLIPModel directory; model name = the directory's
-basename or SYN_EMBEDDING_HF_NAME), SYN_EMBEDDING_STORE (where collections live:
+Environment: SYN_MODEL_REPOSITORY (the model entries), SYN_EMBEDDING_MODELS
+(entries to serve, comma-separated; default: every embedding entry),
+SYN_EMBEDDING_HF_DIR (shorthand for one Hugging Face dual-encoder directory:
+CLIP, SigLIP, SigLIP 2, ALIGN; model name = the directory's basename or
+SYN_EMBEDDING_HF_NAME), SYN_EMBEDDING_STORE (where collections live:
 empty = the FAISS store in SYN_EMBEDDING_INDEX_DIR, default ./run/index; a directory;
 or postgresql://user:password@host:port/database), SYN_EMBEDDING_INDEX_KIND (flat-ip
 or hnsw, for new collections), SYN_EMBEDDING_SNAPSHOT_EVERY (FAISS: log records
@@ -32,20 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image
 from synesthesia.tensors import to_tensor
 from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
-from models.embedding.checkpoint import load_embedder
-from models.images import images_to_batch
-from services.embedding.settings import EmbeddingSettings
+from models.repository import AUDIO_TEXT_EMBEDDING, IMAGE_TEXT_EMBEDDING
 from services.embedding.explain import EmbeddingExplainer
+from services.embedding.settings import EmbeddingSettings
 from services.embedding.store import (
     CollectionInfo,
     CollectionNotFound,
@@ -60,9 +58,10 @@ from services.embedding.store import (
 )
 from services.runtime import (
     FIT_FOR_MODELS_PX,
-    DynamicBatcher,
+    ClipReader,
+    ModelRegistry,
+    ServedModel,
     Settings,
-    backend_infos,
     decodes_inline,
     image_from_message,
     in_thread,
@@ -70,10 +69,8 @@ from services.runtime import (
     invalid_argument,
     not_found,
     resource_exhausted,
-    select_device,
     unavailable,
 )
-from services.runtime.acceleration import Acceleration
 
 log = logging.getLogger(__name__)
 MAX_INPUTS = 256
@@ -91,41 +88,32 @@ FORWARD_CHUNK = 256
 
 @dataclass
 class EmbedJob:
-    model: str
     texts: list[str] | None = None
-    pixels: torch.Tensor | None = None  # [n, 3, H, W], prepared for that model
-    # Small images (and field names for errors), decoded into `pixels` inside the batch.
-    images: list[tuple[common_pb2.Image, str]] | None = field(default=None, repr=False)
+    images: list | None = None  # one prepared input per image (the model's `prepare`)
+    clips: list[np.ndarray] | None = None  # mono float32 at the model's sample rate
+    # Small images (and field names for errors), decoded into `images` inside the batch.
+    raw: list[tuple[common_pb2.Image, str]] | None = field(default=None, repr=False)
+    # The model's notes on the images, filled where they are decoded (None: not wanted).
+    warnings: list[str] | None = field(default=None, repr=False)
 
+    @property
+    def modality(self) -> str:
+        return "text" if self.texts is not None else "audio" if self.clips is not None else "image"
 
-@dataclass
-class Backend:
-    name: str
-    kind: int  # common_pb2.ModelBackend
-    dimension: int
-    fingerprint: str
-    prepare: Callable[[Image.Image], torch.Tensor]
-    embed_images: Callable[[torch.Tensor], torch.Tensor]
-    embed_texts: Callable[[list[str]], torch.Tensor]
-    sha256: str = ""
-    metrics: dict = field(default_factory=dict)
-    parameter_count: int = 0
-
-
-def _unwrap(result):
-    if isinstance(result, Exception):
-        raise result
-    return result
+    @property
+    def inputs(self) -> list:
+        return self.texts if self.texts is not None else self.images if self.images is not None else self.clips
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.device = select_device(settings.device)
         own = EmbeddingSettings.from_env()
-        self.builtin_names = list(own.models)
-        self.hf_dir = own.hf_dir
-        self.hf_name = own.hf_name
+        self.models = ModelRegistry(settings, "embedding", (IMAGE_TEXT_EMBEDDING, AUDIO_TEXT_EMBEDDING),
+                                    self._embed_batch, shorthands={"EMBEDDING_HF_DIR": IMAGE_TEXT_EMBEDDING})
+        self.clips = ClipReader(float(settings.env("EMBEDDING_MAX_AUDIO_SECONDS", "30")),
+                                "SYN_EMBEDDING_MAX_AUDIO_SECONDS")
+        self.device = self.models.device
         self.index_dir = own.index_dir
         self.store_url = own.store or self.index_dir
         self.store_setting = "SYN_EMBEDDING_STORE" if self.store_url != self.index_dir else "SYN_EMBEDDING_INDEX_DIR"
@@ -136,37 +124,12 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         self.hnsw_ef_search = own.hnsw_ef_search
         self.pool_size = own.store_pool_size
         self.store_timeout_s = own.store_timeout_s
-        self.models: dict[str, Backend] = {}
-        self.default_model = ""  # set once the models are loaded
         self.store: CollectionStore | None = None
-        self.acceleration = Acceleration.from_settings(settings)
-        self.batcher = DynamicBatcher(self._embed_batch, max_batch_size=settings.max_batch_size,
-                                      max_wait_ms=settings.max_batch_wait_ms, name="embedding")
         self.explainer = EmbeddingExplainer(self)  # ExplainMatch, ItemNeighbors, MapCollection (explain.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        for name in self.builtin_names:
-            loaded = load_embedder(name, directory=self.settings.checkpoint_dir, device=self.device)
-            model = self.acceleration.module(loaded.model)
-            size = model.config.image_size
-            self.models[name] = Backend(
-                name, common_pb2.MODEL_BACKEND_BUILTIN, model.config.dim, loaded.sha256,
-                prepare=lambda image, size=size: images_to_batch([np.asarray(image)], size)[0],
-                embed_images=self.acceleration.function(model.encode_images), embed_texts=model.encode_texts,
-                sha256=loaded.sha256,
-                metrics=loaded.metrics, parameter_count=loaded.parameter_count)
-        if self.hf_dir:
-            from models.embedding.transformers_backend import TransformersEmbedder
-
-            clip = TransformersEmbedder(self.hf_dir, self.device)
-            name = self.hf_name or os.path.basename(os.path.normpath(self.hf_dir))
-            self.models[name] = Backend(name, common_pb2.MODEL_BACKEND_TRANSFORMERS, clip.dimension, clip.fingerprint,
-                                        clip.prepare, clip.embed_images, clip.embed_texts,
-                                        parameter_count=clip.parameter_count)
-        if not self.models:
-            raise SystemExit("no embedding model: set SYN_EMBEDDING_MODELS and/or SYN_EMBEDDING_HF_DIR")
+    def _open_store(self) -> None:
         self.store = open_store(self.store_url, index_kind=self.index_kind, snapshot_every=self.snapshot_every,
                                 snapshot_interval_s=self.snapshot_interval_s, hnsw_m=self.hnsw_m,
                                 hnsw_ef_search=self.hnsw_ef_search, pool_size=self.pool_size,
@@ -177,16 +140,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                      ", ".join(names) or "none")
         except StoreUnavailable as exc:  # a database that is down now: health says so until it is back
             log.warning("collection store %s: %s", self.store.location, exc)
-        self.default_model = next(iter(self.models))
 
     async def warm_up(self) -> None:
-        await asyncio.to_thread(self._load)
-        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
-        jobs = []
-        for name, backend in self.models.items():
-            jobs += [EmbedJob(name, texts=["a large red circle"]), EmbedJob(name, pixels=backend.prepare(image)[None])]
-        for result in await self.batcher.run_now(jobs):
-            _unwrap(result)
+        await self.models.warm_up()
+        if not self.models.names():
+            raise SystemExit("no embedding model: add an entry to the model repository, or set "
+                             "SYN_EMBEDDING_MODELS and/or SYN_EMBEDDING_HF_DIR")
+        await asyncio.to_thread(self._open_store)
 
     async def watch_readiness(self, set_ready) -> None:
         """SERVING while the store can take writes; NOT_SERVING (with the reason logged) while its
@@ -207,45 +167,38 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             await asyncio.sleep(STORE_HEALTH_INTERVAL_S)
 
     async def close(self) -> None:
-        await self.batcher.close()
+        await self.models.close()
         await self.explainer.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
     # --- device work (batcher thread) -------------------------------------------------------
 
-    def _embed_batch(self, jobs: list[EmbedJob]) -> list[np.ndarray | Exception]:
+    def _embed_batch(self, served: ServedModel, jobs: list[EmbedJob]) -> list[np.ndarray | Exception]:
+        """One forward pass per modality over the batch's jobs (in chunks of FORWARD_CHUNK items)."""
+        model = served.model
         results: list[np.ndarray | Exception] = [None] * len(jobs)  # type: ignore[list-item]
-        groups: dict[tuple[str, bool], list[int]] = {}
         for i, job in enumerate(jobs):
-            if job.images is not None and job.pixels is None:
+            if job.raw is not None and job.images is None:
                 try:  # decoding here saves the call a hop to a decoding thread; a bad image fails its call only
-                    job.pixels = self._prepare(self.models[job.model], job.images)
+                    job.images = self._prepare(served, job.raw, job.warnings)
                 except Exception as exc:  # noqa: BLE001 - delivered to this caller
                     results[i] = exc
-                    continue
-            groups.setdefault((job.model, job.texts is not None), []).append(i)
-        for (name, is_text), indices in groups.items():
-            backend = self.models[name]
+        for modality, embed in (("text", model.embed_texts), ("image", getattr(model, "embed_images", None)),
+                                ("audio", getattr(model, "embed_audio", None))):
+            indices = [i for i, job in enumerate(jobs) if job.modality == modality and results[i] is None]
+            if not indices:
+                continue
             try:
-                if is_text:
-                    texts = [t for i in indices for t in jobs[i].texts]
-                    with self.acceleration.autocasting(self.device):
-                        parts = [backend.embed_texts(texts[s:s + FORWARD_CHUNK])
-                                 for s in range(0, len(texts), FORWARD_CHUNK)]
-                else:
-                    pixels = torch.cat([jobs[i].pixels for i in indices])
-                    with self.acceleration.autocasting(self.device):
-                        chunks = [self.acceleration.images(pixels[s:s + FORWARD_CHUNK].to(self.device))
-                                  for s in range(0, len(pixels), FORWARD_CHUNK)]
-                        parts = [backend.embed_images(chunk) for chunk in chunks]
-                vectors = torch.cat(parts).float().cpu().numpy()
+                inputs = [x for i in indices for x in jobs[i].inputs]
+                vectors = torch.cat([embed(inputs[s:s + FORWARD_CHUNK])
+                                     for s in range(0, len(inputs), FORWARD_CHUNK)]).float().cpu().numpy()
                 start = 0
                 for i in indices:
-                    count = len(jobs[i].texts) if is_text else len(jobs[i].pixels)
+                    count = len(jobs[i].inputs)
                     results[i] = vectors[start:start + count]
                     start += count
-            except Exception as exc:  # delivered to this group's callers only
+            except Exception as exc:  # delivered to this modality's callers only
                 for i in indices:
                     results[i] = exc
         return results
@@ -253,16 +206,41 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
     # --- helpers ----------------------------------------------------------------------------
 
     def _check_loaded(self) -> None:
-        # The runtime reports NOT_SERVING until warm-up ends, but a client that skips the health
-        # check can still reach us earlier.
-        if not self.default_model or self.store is None:
-            raise unavailable("the embedding models and index are still loading; retry shortly")
+        self.models.check_loaded()
+        if self.store is None:
+            raise unavailable("the embedding index is still loading; retry shortly")
 
-    def _model(self, requested: str, field_name: str = "model") -> str:
-        name = requested or self.default_model
-        if name not in self.models:
-            raise not_found(field_name, f"unknown model {requested!r}; loaded: {', '.join(self.models)}")
-        return name
+    def _model(self, requested: str, field_name: str = "model", task: str | None = None) -> ServedModel:
+        return self.models.get(requested, field_name, task)
+
+    @staticmethod
+    def _check_modality(served: ServedModel, modality: str, field_name: str) -> None:
+        """Refuse an input the model cannot embed (an image for CLAP, audio for CLIP)."""
+        method = {"image": "embed_images", "audio": "embed_audio"}.get(modality)
+        if method and not hasattr(served.model, method):
+            reads = "audio and text" if served.task == AUDIO_TEXT_EMBEDDING else "images and text"
+            raise invalid_argument(field_name, f"model {served.name!r} ({served.task}) embeds {reads}, not "
+                                               f"{'images' if modality == 'image' else 'audio'}")
+
+    async def _embed_audio(self, served: ServedModel, clips: list[tuple[common_pb2.AudioClip, str]]) -> np.ndarray:
+        """Read, check and resample clips to the model's rate (worker thread), then embed them."""
+        read = [await self.clips.read(audio, name) for audio, name in clips]
+        rate = served.model.sample_rate
+
+        def resample() -> list[np.ndarray]:
+            from models.audio import decoding
+
+            out = []
+            for clip in read:
+                if clip.sample_rate == rate:
+                    out.append(clip.samples)
+                    continue
+                if not decoding.can_resample(clip.sample_rate, rate):
+                    raise invalid_argument(clip.field, f"cannot resample {clip.sample_rate} Hz to the model's {rate} Hz")
+                out.append(decoding.resample(torch.from_numpy(clip.samples), clip.sample_rate, rate).numpy())
+            return out
+
+        return await served.submit(EmbedJob(clips=await asyncio.to_thread(resample)))
 
     @staticmethod
     def _check_text(text: str, field_name: str) -> str:
@@ -277,23 +255,29 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if not 1 <= count <= MAX_INPUTS:
             raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
 
-    def _prepare(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
-        """Decode and prepare images (field name per image, for errors), cheaply shrunk for the model."""
-        return torch.stack([backend.prepare(image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX))
-                            for data, name in datas])
+    def _prepare(self, served: ServedModel, datas: list[tuple[common_pb2.Image, str]],
+                 warnings: list[str] | None = None) -> list:
+        """Decode and prepare images (field name per image, for errors); the model's notes on each image
+        go to `warnings`, prefixed with its field when there are several."""
+        out = []
+        for data, name in datas:
+            image = image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX)
+            if warnings is not None:
+                warnings.extend(f"{name}: {w}" if len(datas) > 1 else w for w in served.model.input_warnings(image))
+            out.append(served.model.prepare(image))
+        return out
 
-    async def _pixels(self, backend: Backend, datas: list[tuple[common_pb2.Image, str]]) -> torch.Tensor:
-        """Decode and prepare images in a worker thread (not for a call that is already over)."""
-        return await in_thread("decoding the images", self._prepare, backend, datas)
+    @staticmethod
+    async def _embed_texts(served: ServedModel, texts: list[str]) -> np.ndarray:
+        return await served.submit(EmbedJob(texts=texts))
 
-    async def _embed_texts(self, name: str, texts: list[str]) -> np.ndarray:
-        return _unwrap(await self.batcher.submit(EmbedJob(name, texts=texts)))
-
-    async def _embed_images(self, name: str, datas: list[tuple[common_pb2.Image, str]]) -> np.ndarray:
+    async def _embed_images(self, served: ServedModel, datas: list[tuple[common_pb2.Image, str]],
+                            warnings: list[str] | None = None) -> np.ndarray:
         if decodes_inline([image for image, _ in datas]):
-            return _unwrap(await self.batcher.submit(EmbedJob(name, images=datas)))
-        pixels = await self._pixels(self.models[name], datas)
-        return _unwrap(await self.batcher.submit(EmbedJob(name, pixels=pixels)))
+            return await served.submit(EmbedJob(raw=datas, warnings=warnings))
+        # Big files would hold up their whole batch while they decode: decode them in a thread first.
+        images = await in_thread("decoding the images", self._prepare, served, datas, warnings)
+        return await served.submit(EmbedJob(images=images))
 
     async def _store(self, method, *args, mismatch_field: str = ""):
         """A store call in a worker thread, its StoreErrors turned into the matching gRPC status."""
@@ -323,43 +307,52 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             raise not_found("collection", f"no collection {echo(name)}")
         return found
 
-    def _backend_for(self, info: CollectionInfo, field_name: str = "collection") -> Backend:
+    def _backend_for(self, info: CollectionInfo, field_name: str = "collection") -> ServedModel:
         """The loaded model that made the collection's vectors, or FAILED_PRECONDITION."""
-        backend = self.models.get(info.model)
-        if backend is None:
+        served = self.models.models.get(info.model)
+        if served is None:
             raise failed_precondition(field_name, f"collection {info.name!r} holds embeddings of model "
                                                   f"{info.model!r}, which this server has not loaded "
-                                                  f"(loaded: {', '.join(self.models)})")
-        if backend.dimension != info.dimension:
+                                                  f"(loaded: {', '.join(self.models.names())})")
+        dimension, fingerprint = served.model.dimension, served.details.fingerprint
+        if dimension != info.dimension:
             raise failed_precondition(field_name, f"collection {info.name!r} holds {info.dimension}-dimensional "
-                                                  f"embeddings; model {info.model!r} now gives {backend.dimension}")
-        if backend.fingerprint != info.fingerprint:
+                                                  f"embeddings; model {info.model!r} now gives {dimension}")
+        if fingerprint != info.fingerprint:
             raise failed_precondition(field_name, f"collection {info.name!r} was built with other weights of "
                                                   f"model {info.model!r} (fingerprint {info.fingerprint[:12]}, "
-                                                  f"loaded {backend.fingerprint[:12]}); re-index it")
-        return backend
+                                                  f"loaded {fingerprint[:12]}); re-index it")
+        return served
 
     # --- RPCs: embeddings -------------------------------------------------------------------
 
     async def EmbedTexts(self, request, context):
         self._check_loaded()
-        name = self._model(request.model)
+        served = self._model(request.model)
         self._check_count(len(request.texts), "texts", "texts")
         texts = [self._check_text(t, f"texts[{i}]") for i, t in enumerate(request.texts)]
-        vectors = await self._embed_texts(name, texts)
-        return embedding_pb2.EmbedTextsResponse(embeddings=to_tensor(vectors), model=name)
+        vectors = await self._embed_texts(served, texts)
+        return embedding_pb2.EmbedTextsResponse(embeddings=to_tensor(vectors), model=served.name)
 
     async def EmbedImages(self, request, context):
         self._check_loaded()
-        name = self._model(request.model)
+        served = self._model(request.model, task=IMAGE_TEXT_EMBEDDING)
         self._check_count(len(request.images), "images", "images")
-        vectors = await self._embed_images(name, [(im, f"images[{i}]") for i, im in enumerate(request.images)])
-        return embedding_pb2.EmbedImagesResponse(embeddings=to_tensor(vectors), model=name)
+        warnings: list[str] = []
+        vectors = await self._embed_images(served, [(im, f"images[{i}]") for i, im in enumerate(request.images)],
+                                           warnings)
+        return embedding_pb2.EmbedImagesResponse(embeddings=to_tensor(vectors), model=served.name, warnings=warnings)
+
+    async def EmbedAudio(self, request, context):
+        self._check_loaded()
+        served = self._model(request.model, task=AUDIO_TEXT_EMBEDDING)
+        self._check_count(len(request.audio), "audio", "clips")
+        vectors = await self._embed_audio(served, [(clip, f"audio[{i}]") for i, clip in enumerate(request.audio)])
+        return embedding_pb2.EmbedAudioResponse(embeddings=to_tensor(vectors), model=served.name)
 
     async def ListModels(self, request, context):
         self._check_loaded()
-        return embedding_pb2.ListEmbeddingModelsResponse(models=backend_infos(
-            self.models, task="embedding", device=self.device, default=self.default_model))
+        return embedding_pb2.ListEmbeddingModelsResponse(models=self.models.infos())
 
     # --- RPCs: collections ------------------------------------------------------------------
 
@@ -374,7 +367,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             seen.add(item.id)
             content = item.WhichOneof("content")
             if content is None:
-                raise invalid_argument(f"items[{i}].content", "set either image or text")
+                raise invalid_argument(f"items[{i}].content", "set one of image, text or audio")
             if content == "text":
                 self._check_text(item.text, f"items[{i}].text")
             if len(item.metadata) > MAX_METADATA_ENTRIES:
@@ -394,26 +387,31 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             if request.model and request.model != existing.model:
                 raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
                                                    f"{existing.model!r}, not {echo(request.model)}")
-            name = self._backend_for(existing).name
+            served = self._backend_for(existing)
         else:
-            name = self._model(request.model)
-        backend = self.models[name]
+            served = self._model(request.model)
+        name = served.name
 
-        text_rows = [i for i, item in enumerate(request.items) if item.WhichOneof("content") == "text"]
-        image_rows = [i for i, item in enumerate(request.items) if item.WhichOneof("content") == "image"]
-        vectors = np.zeros((len(request.items), backend.dimension), dtype=np.float32)
-        work = []
-        if text_rows:
-            work.append(self._embed_texts(name, [request.items[i].text for i in text_rows]))
-        if image_rows:
-            work.append(self._embed_images(name, [(request.items[i].image, f"items[{i}].image")
-                                                  for i in image_rows]))
-        found = await asyncio.gather(*work)
-        for rows, block in zip([r for r in (text_rows, image_rows) if r], found):
-            vectors[rows] = block
+        rows = {kind: [i for i, item in enumerate(request.items) if item.WhichOneof("content") == kind]
+                for kind in ("text", "image", "audio")}
+        for kind in ("image", "audio"):
+            if rows[kind]:
+                self._check_modality(served, kind, f"items[{rows[kind][0]}].{kind}")
+        vectors = np.zeros((len(request.items), served.model.dimension), dtype=np.float32)
+        work = {}
+        if rows["text"]:
+            work["text"] = self._embed_texts(served, [request.items[i].text for i in rows["text"]])
+        if rows["image"]:
+            work["image"] = self._embed_images(served, [(request.items[i].image, f"items[{i}].image")
+                                                        for i in rows["image"]])
+        if rows["audio"]:
+            work["audio"] = self._embed_audio(served, [(request.items[i].audio, f"items[{i}].audio")
+                                                       for i in rows["audio"]])
+        for kind, block in zip(work, await asyncio.gather(*work.values())):
+            vectors[rows[kind]] = block
 
         collection = existing or await self._store(
-            self.store.create, request.collection, name, backend.fingerprint, backend.dimension)
+            self.store.create, request.collection, name, served.details.fingerprint, served.model.dimension)
         if collection.model != name:  # created concurrently by a request with another model
             raise failed_precondition("model", f"collection {request.collection!r} holds embeddings of model "
                                                f"{collection.model!r}, not {name!r}")
@@ -439,15 +437,27 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                                                           f"{MAX_METADATA_CHARS} characters")
         query = request.WhichOneof("query")
         if query is None:
-            raise invalid_argument("query", "set either text or image")
-        backend = self._backend_for(collection)
+            raise invalid_argument("query", "set one of text, image or audio")
+        if request.model and request.model != collection.model:
+            raise failed_precondition("model", f"collection {collection.name!r} holds embeddings of model "
+                                               f"{collection.model!r}, not {echo(request.model)}")
+        served = self._backend_for(collection)
+        unknown: list[str] = []
+        warnings: list[str] = []
         if query == "text":
-            vector = (await self._embed_texts(backend.name, [self._check_text(request.text, "text")]))[0]
+            text = self._check_text(request.text, "text")
+            unknown = served.model.unknown_words(text)
+            vector = (await self._embed_texts(served, [text]))[0]
+        elif query == "image":
+            self._check_modality(served, "image", "image")
+            vector = (await self._embed_images(served, [(request.image, "image")], warnings))[0]
         else:
-            vector = (await self._embed_images(backend.name, [(request.image, "image")]))[0]
+            self._check_modality(served, "audio", "audio")
+            vector = (await self._embed_audio(served, [(request.audio, "audio")]))[0]
         hits = await self._store(self.store.search, collection.name, vector, request.top_k, where)
         return embedding_pb2.SearchResponse(hits=[
-            embedding_pb2.SearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits])
+            embedding_pb2.SearchHit(id=h.id, score=h.score, metadata=h.metadata) for h in hits], unknown_words=unknown,
+            warnings=warnings)
 
     async def Delete(self, request, context):
         self._check_loaded()

@@ -11,7 +11,7 @@ from services.runtime import read_settings
 @dataclass(frozen=True)
 class EmbeddingSettings:
     # Built-in checkpoints served (comma-separated); the first is the default model.
-    models: tuple[str, ...] = ("embedding",)
+    models: tuple[str, ...] = ()
     # A local Hugging Face CLIPModel directory served beside them, and its model name.
     hf_dir: str = ""
     hf_name: str = ""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 
 import grpc
@@ -41,14 +40,15 @@ from synesthesia.v1 import (
 )
 
 log = logging.getLogger(__name__)
-POSITION = re.compile(r" (on the left|on the right|at the top|at the bottom|in the middle)$")
 MAX_PROMPT_CHARS = 512
+NO_CLEAR_SOURCE = "no clear source: the sound does not stand out anywhere in the picture"
 
 
-def object_phrase(caption: str) -> str:
-    """'a small red circle on the left' -> 'the small red circle'."""
-    phrase = POSITION.sub("", caption.strip())
-    return "the " + phrase[2:] if phrase.startswith("a ") else phrase
+def listen_summary(caption: str) -> str:
+    """The sentence Listen answers with: the captioner's own words for the sounding region, quoted
+    as they are (the gateway knows no model's grammar)."""
+    return f"the sound comes from the marked region: {caption.strip()}" if caption.strip() else \
+        "the sound comes from the marked region (its captioner gave no words)"
 
 
 def isolate_box(pixels: np.ndarray, box: common_pb2.BoundingBox, margin_px: int = 3) -> np.ndarray:
@@ -122,10 +122,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return await in_thread("decoding the image", lambda: np.asarray(decode_image(image.data, field,
                                                                                      self.settings)))
 
-    async def _caption(self, image_png: bytes, context, *, attention: bool = False, beam_size: int = 0):
+    async def _caption(self, image_png: bytes, context, *, attention: bool = False, beam_size: int = 0,
+                       model: str = ""):
         request = captioning_pb2.CaptionRequest(
             image=common_pb2.Image(data=image_png),
-            options=captioning_pb2.CaptionOptions(beam_size=beam_size),
+            options=captioning_pb2.CaptionOptions(beam_size=beam_size, model=model),
             include_attention=attention,
         )
         return await call(self.upstreams["captioning"], "Caption", request, context)
@@ -138,7 +139,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise invalid_argument("beam_size", "must be 0 (default) to 10")
         if not 0 <= request.top_k <= 100:
             raise invalid_argument("top_k", "must be 0 to 100")
-        caption = self._caption(request.image.data, context, attention=True, beam_size=request.beam_size)
+        caption = self._caption(request.image.data, context, attention=True, beam_size=request.beam_size,
+                                model=request.model)
         if not request.collection:
             return gateway_pb2.DescribeResponse(caption=await caption)
         search = call(self.upstreams["embedding"], "Search", embedding_pb2.SearchRequest(
@@ -156,14 +158,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not 1 <= count <= 16:
             raise invalid_argument("image_count", "must be 0 (one image) to 16")
         generated = await call(self.upstreams["generation"], "TextToImage", generation_pb2.TextToImageRequest(
-            prompt=prompt, image_count=count, seed=request.seed), context)
+            prompt=prompt, image_count=count, seed=request.seed, model=request.model), context)
         # The images are the result; captions and agreements describe them. When only those later steps
         # fail, the images still come back, with a warning per failed step.
         captions, image_vectors, text_vector = await asyncio.gather(
-            asyncio.gather(*(self._caption(img.data, context) for img in generated.images)),
+            asyncio.gather(*(self._caption(img.data, context, model=request.captioning_model)
+                             for img in generated.images)),
             call(self.upstreams["embedding"], "EmbedImages",
-                 embedding_pb2.EmbedImagesRequest(images=generated.images), context),
-            call(self.upstreams["embedding"], "EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=[prompt]), context),
+                 embedding_pb2.EmbedImagesRequest(images=generated.images, model=request.embedding_model), context),
+            call(self.upstreams["embedding"], "EmbedTexts",
+                 embedding_pb2.EmbedTextsRequest(texts=[prompt], model=request.embedding_model), context),
             return_exceptions=True)
         warnings = later_step_warnings({"captioning": captions, "embedding": image_vectors,
                                         "embedding (prompt)": text_vector})
@@ -181,6 +185,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             seed=generated.seed,
             unknown_words=generated.unknown_words,
             warnings=warnings,
+            model=generated.model,
         )
 
     async def Listen(self, request, context):
@@ -188,24 +193,25 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not request.audio.WhichOneof("source"):
             raise invalid_argument("audio", "set audio.encoded or audio.pcm")
         located = await call(self.upstreams["audio"], "Localize", audio_pb2.LocalizeRequest(
-            image=request.image, audio=request.audio), context)
+            image=request.image, audio=request.audio, model=request.model), context)
+        answer = gateway_pb2.ListenResponse(heatmap=located.heatmap, box=located.box, peak_score=located.peak_score,
+                                            clear_source=located.clear_source, warnings=located.warnings)
+        if not located.clear_source:
+            answer.summary = NO_CLEAR_SOURCE
+            return answer
         isolated = await in_thread("encoding the crop", lambda: encode_png(isolate_box(pixels, located.box)))
-        caption = (await self._caption(isolated, context)).caption
-        return gateway_pb2.ListenResponse(
-            heatmap=located.heatmap,
-            box=located.box,
-            caption=caption,
-            summary=f"the sound comes from {object_phrase(caption)}",
-            peak_score=located.peak_score,
-        )
+        caption = await self._caption(isolated, context, model=request.captioning_model)
+        answer.caption = caption.caption
+        answer.summary = listen_summary(caption.caption)
+        answer.warnings.extend(w for w in caption.warnings if w not in answer.warnings)
+        return answer
 
     async def Translate(self, request, context):
         await self._image(request.image, "image.data")
-        if not request.model:
-            raise invalid_argument("model", "name an image-to-image model, e.g. sketch2photo, day2night, night2day")
         translated = await call(self.upstreams["generation"], "ImageToImage", generation_pb2.ImageToImageRequest(
             image=request.image, model=request.model), context)
-        (caption,) = await asyncio.gather(self._caption(translated.image.data, context), return_exceptions=True)
+        (caption,) = await asyncio.gather(self._caption(translated.image.data, context,
+                                                        model=request.captioning_model), return_exceptions=True)
         warnings = later_step_warnings({"captioning": caption})
         return gateway_pb2.TranslateResponse(image=translated.image, warnings=warnings,
                                              caption="" if warnings else caption.caption)

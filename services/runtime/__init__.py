@@ -3,6 +3,7 @@
 See services/runtime/README.md for what it provides and how a service uses it.
 """
 
+from .audio import Clip, ClipReader
 from .batching import DynamicBatcher
 from .device import describe as describe_device
 from .device import select_device
@@ -30,7 +31,8 @@ from .images import (
     source_size,
     to_rgb,
 )
-from .models import backend_infos, model_info, numeric_metrics
+from .models import numeric_metrics
+from .registry import ModelRegistry, ServedModel
 from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings, SettingsError, read_settings
 
@@ -50,10 +52,10 @@ __all__ = [
     "REPO_ROOT",
     "REQUEST_ID",
     "ServiceError",
+    "ServedModel",
     "ServiceHost",
     "Settings",
     "SettingsError",
-    "backend_infos",
     "decode_image",
     "image_from_message",
     "decodes_inline",
@@ -64,7 +66,6 @@ __all__ = [
     "invalid_argument",
     "not_found",
     "note_model",
-    "model_info",
     "numeric_metrics",
     "read_settings",
     "resource_exhausted",

@@ -65,8 +65,9 @@ class DynamicBatcher(Generic[T, R]):
     """`await submit(item)` returns `fn([... item ...])[i]` for that item.
 
     `fn` takes a list of items and returns a list of results of the same
-    length and order. An exception raised by `fn` is delivered to every caller
-    in that batch; the batcher keeps running. `fn` runs in one dedicated worker
+    length and order; a result that is an exception is raised to its caller
+    alone. An exception raised by `fn` is delivered to every caller in that
+    batch; the batcher keeps running. `fn` runs in one dedicated worker
     thread (model calls are serialised, which is what a single device wants)
     under `torch.inference_mode()`.
 
@@ -232,7 +233,9 @@ class DynamicBatcher(Generic[T, R]):
             results = self._call(items)
             if len(results) != len(items):
                 raise RuntimeError(f"{self.name}: batch of {len(items)} gave {len(results)} results")
-            outcomes = [(p.future, result, None) for p, result in zip(live, results)]
+            # A result that is an exception concerns its item alone: raised to that caller only.
+            outcomes = [(p.future, None, result) if isinstance(result, BaseException) else (p.future, result, None)
+                        for p, result in zip(live, results)]
         except BaseException as exc:  # noqa: BLE001 - delivered to each caller; the worker goes on
             outcomes = [(p.future, None, exc) for p in live]
         finally:

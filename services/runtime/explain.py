@@ -74,7 +74,7 @@ class ExplainLane:
         own = read_settings(ExplainSettings, prefix="SYN_EXPLAIN_")
         self.max_pending = own.max_pending
         self.limits = {k: v for k, v in asdict(own).items() if k != "max_pending"}
-        self.give_way_to = list(give_way_to)  # DynamicBatchers whose calls go first
+        self.give_way_to = give_way_to  # DynamicBatchers whose calls go first (a live sequence: kept, not copied)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"explain-{name}")
         self.pending = 0
         self.completed = 0

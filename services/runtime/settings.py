@@ -122,6 +122,8 @@ class Settings:
     # Calls served concurrently before RESOURCE_EXHAUSTED; bounds queued memory.
     max_concurrent_rpcs: int = field(default=256, metadata={"min": 0})
     checkpoint_dir: Path = REPO_ROOT / "models" / "checkpoints"
+    # The model repository (models/repository.py, docs/models.md); empty = checkpoint_dir.
+    model_repository: str = ""
     drain_seconds: float = field(default=10.0, metadata={"min": 0})
     # When set, every call but health (and reflection, see below) must carry `authorization: Bearer <token>`.
     auth_token: str = ""

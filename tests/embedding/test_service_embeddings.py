@@ -74,7 +74,8 @@ def test_the_largest_request_is_served(embedding_stub):
 def test_list_models_describes_the_shipped_checkpoint(embedding_stub):
     (info,) = embedding_stub.ListModels(embedding_pb2.ListEmbeddingModelsRequest(), timeout=30).models
     entry = read_manifest()["embedding"]
-    assert info.name == "embedding" and info.is_default and info.task == "embedding"
+    assert info.name == "embedding" and info.is_default and info.task == "image-text-embedding"
+    assert info.family == "builtin" and info.source.endswith("embedding.safetensors")
     assert info.backend == common_pb2.MODEL_BACKEND_BUILTIN and info.weights_sha256 == entry["sha256"]
     assert info.parameter_count == entry["parameter_count"]
     assert info.metrics["t2i_recall@1"] == pytest.approx(entry["metrics"]["t2i_recall@1"])

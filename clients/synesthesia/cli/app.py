@@ -183,14 +183,17 @@ def _save(name: str, pixels: np.ndarray) -> Path:
 
 @app.command()
 @rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "beam_size": "--beam", "options.beam_size": "--beam",
-                      "top_k": "--top-k", "collection": "--collection", "model": "--model"})
+                      "top_k": "--top-k", "collection": "--collection", "model": "--model",
+                      "options.model": "--model"})
 def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
             beam: int = typer.Option(0, help="beam size 1-10 (0: server default)"),
             collection: str = typer.Option("", help="also list the nearest items of this collection"),
-            top_k: int = typer.Option(5, help="neighbours to list")) -> None:
+            top_k: int = typer.Option(5, help="neighbours to list"),
+            model: str = typer.Option("", "--model", help="model from `syn models` (empty: the service's default)")) -> None:
     """Caption an image; writes a contact sheet of per-word attention."""
     with state.client() as client:
-        reply = client.describe(image, collection=collection, top_k=top_k if collection else 0, beam_size=beam)
+        reply = client.describe(image, collection=collection, top_k=top_k if collection else 0, beam_size=beam,
+                                model=model)
     pixels = _read_image(image)
     words = list(reply.caption.words)
     overlays = [attention_overlay(pixels, from_tensor(w.attention.values)) for w in words if w.attention.values.shape]
@@ -199,10 +202,14 @@ def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
         if overlays else None
     if state.as_json:
         return emit_json({"caption": reply.caption.caption, "log_probability": reply.caption.log_probability,
+                          "model": reply.caption.model, "warnings": list(reply.caption.warnings),
                           "words": [w.text for w in words], "attention_sheet": str(sheet) if sheet else None,
                           "neighbours": [{"id": h.id, "score": h.score, "metadata": dict(h.metadata)}
                                          for h in reply.neighbours]})
-    console.print(f"[bold]{reply.caption.caption}[/bold]  (log p = {reply.caption.log_probability:.2f})")
+    console.print(f"[bold]{reply.caption.caption}[/bold]  (log p = {reply.caption.log_probability:.2f}, "
+                  f"{reply.caption.model})")
+    for warning in reply.caption.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {warning}")
     table = Table("word", "log p")
     for w in words:
         table.add_row(w.text, f"{w.log_probability:.3f}")
@@ -217,16 +224,20 @@ def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 
 @app.command()
-@rpc(flags={"prompt": "PROMPT", "image_count": "-n", "seed": "--seed", "model": "--model"})
+@rpc(flags={"prompt": "PROMPT", "image_count": "-n", "seed": "--seed", "model": "--model",
+            "captioning_model": "--captioning-model"})
 def imagine(prompt: str, n: int = typer.Option(1, "-n", help="images, 1-16"),
-            seed: int = typer.Option(0, help="0 picks a random seed")) -> None:
+            seed: int = typer.Option(0, help="0 picks a random seed"),
+            model: str = typer.Option("", "--model", help="model from `syn models` (empty: the service's default)"),
+            captioning_model: str = typer.Option("", "--captioning-model", help="captioner of the result (empty: default)")) -> None:
     """Generate images from a prompt, caption them, and score prompt agreement."""
     with state.client() as client:
-        reply = client.imagine(prompt, n=n, seed=seed)
+        reply = client.imagine(prompt, n=n, seed=seed, model=model, captioning_model=captioning_model)
     paths = [_save(f"imagine_{reply.seed}_{i}.png", np.asarray(Image.open(io.BytesIO(img.image.data)).convert(
         "RGB"))) for i, img in enumerate(reply.images)]
     if state.as_json:
-        return emit_json({"seed": reply.seed, "unknown_words": list(reply.unknown_words), "images": [
+        return emit_json({"seed": reply.seed, "model": reply.model, "unknown_words": list(reply.unknown_words),
+                          "images": [
             {"path": str(p), "caption": i.caption, "prompt_agreement": i.prompt_agreement}
             for p, i in zip(paths, reply.images)]})
     table = Table(uncut_column("file", paths), Column("caption", min_width=20), Column("agreement", min_width=9),
@@ -239,12 +250,14 @@ def imagine(prompt: str, n: int = typer.Option(1, "-n", help="images, 1-16"),
 
 
 @app.command()
-@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "model": "--model"})
+@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "model": "--model", "captioning_model": "--captioning-model"})
 def translate(image: Path = typer.Argument(..., exists=True, dir_okay=False),
-              model: str = typer.Option(..., help="sketch2photo, day2night or night2day")) -> None:
+              model: str = typer.Option(..., "--model", help="image-to-image model from `syn models`, e.g. "
+                                                             "sketch2photo, day2night or night2day"),
+              captioning_model: str = typer.Option("", "--captioning-model", help="captioner of the result (empty: default)")) -> None:
     """Translate an image with an image-to-image model and caption the result."""
     with state.client() as client:
-        reply = client.translate(image, model)
+        reply = client.translate(image, model, captioning_model=captioning_model)
     path = _save(f"{image.stem}_{model}.png", np.asarray(Image.open(io.BytesIO(reply.image.data)).convert("RGB")))
     if state.as_json:
         return emit_json({"path": str(path), "caption": reply.caption})
@@ -252,17 +265,21 @@ def translate(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 
 @app.command()
-@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "audio": f"AUDIO {a['audio']}", "model": "--model"})
+@rpc(flags=lambda a: {"image": f"IMAGE {a['image']}", "audio": f"AUDIO {a['audio']}", "model": "--model",
+                      "captioning_model": "--captioning-model"})
 def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
-           audio: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+           audio: Path = typer.Argument(..., exists=True, dir_okay=False),
+           model: str = typer.Option("", "--model", help="sound localiser from `syn models` (empty: default)"),
+           captioning_model: str = typer.Option("", "--captioning-model", help="captioner of the result (empty: default)")) -> None:
     """Find where in the image the sound comes from; writes a heatmap overlay."""
     with state.client() as client:
-        reply = client.listen(image, audio)
+        reply = client.listen(image, audio, model=model, captioning_model=captioning_model)
     box = reply.box
     path = _save(f"{image.stem}_listen.png", listen_overlay(_read_image(image), from_tensor(reply.heatmap.values),
                                                              box))
     if state.as_json:
         return emit_json({"summary": reply.summary, "caption": reply.caption, "peak_score": reply.peak_score,
+                          "clear_source": reply.clear_source, "warnings": list(reply.warnings),
                           "box": [box.x_min_px, box.y_min_px, box.x_max_px, box.y_max_px], "overlay": str(path)})
     console.print(f"[bold]{reply.summary}[/bold]  (peak {reply.peak_score:.2f}, box "
                   f"{box.x_min_px:.0f},{box.y_min_px:.0f}-{box.x_max_px:.0f},{box.y_max_px:.0f}); overlay: {path}")
@@ -270,12 +287,14 @@ def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 @app.command()
 @rpc(flags=lambda a: {"text": "QUERY", "image": f"--image {a['image']}", "top_k": "--top-k",
-                      "collection": "--collection", "metadata_filter": "--where"})
+                      "collection": "--collection", "metadata_filter": "--where", "model": "--model"})
 def search(query: str = typer.Argument(None, help="text query"),
            image: Path = typer.Option(None, exists=True, dir_okay=False, help="image query instead of text"),
            collection: str = typer.Option("default"), top_k: int = typer.Option(5, "--top-k", "-k"),
            where: list[str] = typer.Option(None, help="only items whose metadata has KEY=VALUE (repeatable: all must hold)"),
-           embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway")) -> None:
+           embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway"),
+           model: str = typer.Option("", "--model", help="refuse unless the collection holds this model's vectors")
+           ) -> None:
     """Search a collection by text or image."""
     if (query is None) == (image is None):
         fail_usage("give a text query or --image, not both")
@@ -283,7 +302,7 @@ def search(query: str = typer.Argument(None, help="text query"),
         fail_usage("--where takes KEY=VALUE")
     filters = dict(w.split("=", 1) for w in where or [])
     with state.client(embedding=embedding) as client:
-        reply = client.search(query, image=image, collection=collection, top_k=top_k, where=filters)
+        reply = client.search(query, image=image, collection=collection, top_k=top_k, where=filters, model=model)
     if state.as_json:
         return emit_json(reply)
     table = Table(Column("rank", min_width=4), uncut_column("id", [h.id for h in reply.hits]),
@@ -292,13 +311,19 @@ def search(query: str = typer.Argument(None, help="text query"),
     for rank, hit in enumerate(reply.hits, 1):
         table.add_row(str(rank), hit.id, f"{hit.score:.3f}", ", ".join(f"{k}={v}" for k, v in hit.metadata.items()))
     print_uncut(table)
+    if reply.unknown_words:
+        errors.print(f"[yellow]unknown words ignored:[/yellow] {', '.join(reply.unknown_words)}")
+    for warning in reply.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 @app.command()
-@rpc(flags={"collection": "--collection"})
+@rpc(flags={"collection": "--collection", "model": "--model"})
 def index(folder: Path = typer.Argument(..., exists=True, file_okay=False),
           collection: str = typer.Option("default"), batch: int = typer.Option(32, help="images per Upsert"),
-          embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway")) -> None:
+          embedding: str = typer.Option(None, help="dial the embedding service here instead of the gateway"),
+          model: str = typer.Option("", "--model", help="embedding model for a new collection (from `syn models`)")
+          ) -> None:
     """Add every image under a folder to a collection (id = relative path).
 
     Files that are not decodable images are skipped with a warning naming each one; the rest are indexed.
@@ -329,7 +354,7 @@ def index(folder: Path = typer.Argument(..., exists=True, file_okay=False),
                 items = [embedding_pb2.Item(id=str(p.relative_to(folder)), image=common_pb2.Image(
                     data=p.read_bytes()), metadata={"path": str(p)}) for p in chunk]
                 try:
-                    size = client.upsert(items, collection=collection).collection_size
+                    size = client.upsert(items, collection=collection, model=model).collection_size
                 except grpc.RpcError as err:
                     refused = refused_items(err, len(chunk))
                     if not refused:

@@ -26,7 +26,7 @@ from synesthesia.v1 import common_pb2 as synesthesia_dot_v1_dot_common__pb2
 from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asynesthesia/v1/audio.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"\xd1\x01\n\x0e\x46\x65\x61tureOptions\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.synesthesia.v1.FeatureKind\x12\r\n\x05n_fft\x18\x02 \x01(\x05\x12\x1a\n\x12hop_length_samples\x18\x03 \x01(\x05\x12*\n\x06window\x18\x04 \x01(\x0e\x32\x1a.synesthesia.v1.WindowKind\x12\x0e\n\x06n_mels\x18\x05 \x01(\x05\x12\x1d\n\x15target_sample_rate_hz\x18\x06 \x01(\x05\x12\x0e\n\x06\x63\x65nter\x18\x07 \x01(\x08\"s\n\x16\x45xtractFeaturesRequest\x12(\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.FeatureOptions\"\xa0\x01\n\x17\x45xtractFeaturesResponse\x12(\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\x15\n\rframe_rate_hz\x18\x02 \x01(\x01\x12\x16\n\x0e\x66requencies_hz\x18\x03 \x03(\x02\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x05\x12\x14\n\x0csample_count\x18\x05 \x01(\x03\"l\n\x15StreamFeaturesRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.synesthesia.v1.FeatureOptions\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.synesthesia.v1.Pcm\"f\n\x16StreamFeaturesResponse\x12\x37\n\x06result\x18\x01 \x01(\x0b\x32\'.synesthesia.v1.ExtractFeaturesResponse\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\"p\n\x0fLocalizeRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12(\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12\r\n\x05model\x18\x03 \x01(\t\"\xa5\x01\n\x10LocalizeResponse\x12(\n\x07heatmap\x18\x01 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.synesthesia.v1.BoundingBox\x12\x12\n\npeak_score\x18\x03 \x01(\x02\x12\x1a\n\x12peak_to_mean_ratio\x18\x04 \x01(\x02\x12\r\n\x05model\x18\x05 \x01(\t\"\x18\n\x16ListAudioModelsRequest\"D\n\x17ListAudioModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo*y\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_KIND_MAGNITUDE\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_KIND_POWER\x10\x02\x12\x18\n\x14\x46\x45\x41TURE_KIND_LOG_MEL\x10\x03*u\n\nWindowKind\x12\x1b\n\x17WINDOW_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13WINDOW_KIND_HAMMING\x10\x01\x12\x14\n\x10WINDOW_KIND_HANN\x10\x02\x12\x1b\n\x17WINDOW_KIND_RECTANGULAR\x10\x03\x32\xec\x03\n\x05\x41udio\x12\x62\n\x0f\x45xtractFeatures\x12&.synesthesia.v1.ExtractFeaturesRequest\x1a\'.synesthesia.v1.ExtractFeaturesResponse\x12\x61\n\x0eStreamFeatures\x12%.synesthesia.v1.StreamFeaturesRequest\x1a&.synesthesia.v1.StreamFeaturesResponse(\x01\x12M\n\x08Localize\x12\x1f.synesthesia.v1.LocalizeRequest\x1a .synesthesia.v1.LocalizeResponse\x12]\n\nListModels\x12&.synesthesia.v1.ListAudioModelsRequest\x1a\'.synesthesia.v1.ListAudioModelsResponse\x12n\n\x13\x45xplainLocalization\x12*.synesthesia.v1.ExplainLocalizationRequest\x1a+.synesthesia.v1.ExplainLocalizationResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asynesthesia/v1/audio.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"\xd1\x01\n\x0e\x46\x65\x61tureOptions\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.synesthesia.v1.FeatureKind\x12\r\n\x05n_fft\x18\x02 \x01(\x05\x12\x1a\n\x12hop_length_samples\x18\x03 \x01(\x05\x12*\n\x06window\x18\x04 \x01(\x0e\x32\x1a.synesthesia.v1.WindowKind\x12\x0e\n\x06n_mels\x18\x05 \x01(\x05\x12\x1d\n\x15target_sample_rate_hz\x18\x06 \x01(\x05\x12\x0e\n\x06\x63\x65nter\x18\x07 \x01(\x08\"s\n\x16\x45xtractFeaturesRequest\x12(\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.FeatureOptions\"\xa0\x01\n\x17\x45xtractFeaturesResponse\x12(\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x16.synesthesia.v1.Tensor\x12\x15\n\rframe_rate_hz\x18\x02 \x01(\x01\x12\x16\n\x0e\x66requencies_hz\x18\x03 \x03(\x02\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x05\x12\x14\n\x0csample_count\x18\x05 \x01(\x03\"l\n\x15StreamFeaturesRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.synesthesia.v1.FeatureOptions\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.synesthesia.v1.Pcm\"f\n\x16StreamFeaturesResponse\x12\x37\n\x06result\x18\x01 \x01(\x0b\x32\'.synesthesia.v1.ExtractFeaturesResponse\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\"p\n\x0fLocalizeRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12(\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12\r\n\x05model\x18\x03 \x01(\t\"\xcd\x01\n\x10LocalizeResponse\x12(\n\x07heatmap\x18\x01 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.synesthesia.v1.BoundingBox\x12\x12\n\npeak_score\x18\x03 \x01(\x02\x12\x1a\n\x12peak_to_mean_ratio\x18\x04 \x01(\x02\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0c\x63lear_source\x18\x06 \x01(\x08\x12\x10\n\x08warnings\x18\x07 \x03(\t\"\x18\n\x16ListAudioModelsRequest\"D\n\x17ListAudioModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo*y\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_KIND_MAGNITUDE\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_KIND_POWER\x10\x02\x12\x18\n\x14\x46\x45\x41TURE_KIND_LOG_MEL\x10\x03*u\n\nWindowKind\x12\x1b\n\x17WINDOW_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13WINDOW_KIND_HAMMING\x10\x01\x12\x14\n\x10WINDOW_KIND_HANN\x10\x02\x12\x1b\n\x17WINDOW_KIND_RECTANGULAR\x10\x03\x32\xec\x03\n\x05\x41udio\x12\x62\n\x0f\x45xtractFeatures\x12&.synesthesia.v1.ExtractFeaturesRequest\x1a\'.synesthesia.v1.ExtractFeaturesResponse\x12\x61\n\x0eStreamFeatures\x12%.synesthesia.v1.StreamFeaturesRequest\x1a&.synesthesia.v1.StreamFeaturesResponse(\x01\x12M\n\x08Localize\x12\x1f.synesthesia.v1.LocalizeRequest\x1a .synesthesia.v1.LocalizeResponse\x12]\n\nListModels\x12&.synesthesia.v1.ListAudioModelsRequest\x1a\'.synesthesia.v1.ListAudioModelsResponse\x12n\n\x13\x45xplainLocalization\x12*.synesthesia.v1.ExplainLocalizationRequest\x1a+.synesthesia.v1.ExplainLocalizationResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synesthesia.v1.audio_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.synesthesia.v1P\001Z\034synesthesia/v1;synesthesiav1'
-  _globals['_FEATUREKIND']._serialized_start=1189
-  _globals['_FEATUREKIND']._serialized_end=1310
-  _globals['_WINDOWKIND']._serialized_start=1312
-  _globals['_WINDOWKIND']._serialized_end=1429
+  _globals['_FEATUREKIND']._serialized_start=1229
+  _globals['_FEATUREKIND']._serialized_end=1350
+  _globals['_WINDOWKIND']._serialized_start=1352
+  _globals['_WINDOWKIND']._serialized_end=1469
   _globals['_FEATUREOPTIONS']._serialized_start=106
   _globals['_FEATUREOPTIONS']._serialized_end=315
   _globals['_EXTRACTFEATURESREQUEST']._serialized_start=317
@@ -51,11 +51,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOCALIZEREQUEST']._serialized_start=811
   _globals['_LOCALIZEREQUEST']._serialized_end=923
   _globals['_LOCALIZERESPONSE']._serialized_start=926
-  _globals['_LOCALIZERESPONSE']._serialized_end=1091
-  _globals['_LISTAUDIOMODELSREQUEST']._serialized_start=1093
-  _globals['_LISTAUDIOMODELSREQUEST']._serialized_end=1117
-  _globals['_LISTAUDIOMODELSRESPONSE']._serialized_start=1119
-  _globals['_LISTAUDIOMODELSRESPONSE']._serialized_end=1187
-  _globals['_AUDIO']._serialized_start=1432
-  _globals['_AUDIO']._serialized_end=1924
+  _globals['_LOCALIZERESPONSE']._serialized_end=1131
+  _globals['_LISTAUDIOMODELSREQUEST']._serialized_start=1133
+  _globals['_LISTAUDIOMODELSREQUEST']._serialized_end=1157
+  _globals['_LISTAUDIOMODELSRESPONSE']._serialized_start=1159
+  _globals['_LISTAUDIOMODELSRESPONSE']._serialized_end=1227
+  _globals['_AUDIO']._serialized_start=1472
+  _globals['_AUDIO']._serialized_end=1964
 # @@protoc_insertion_point(module_scope)

@@ -98,18 +98,22 @@ class LocalizeRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class LocalizeResponse(_message.Message):
-    __slots__ = ("heatmap", "box", "peak_score", "peak_to_mean_ratio", "model")
+    __slots__ = ("heatmap", "box", "peak_score", "peak_to_mean_ratio", "model", "clear_source", "warnings")
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     PEAK_SCORE_FIELD_NUMBER: _ClassVar[int]
     PEAK_TO_MEAN_RATIO_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     heatmap: _common_pb2.Heatmap
     box: _common_pb2.BoundingBox
     peak_score: float
     peak_to_mean_ratio: float
     model: str
-    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., peak_score: _Optional[float] = ..., peak_to_mean_ratio: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+    clear_source: bool
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., peak_score: _Optional[float] = ..., peak_to_mean_ratio: _Optional[float] = ..., model: _Optional[str] = ..., clear_source: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAudioModelsRequest(_message.Message):
     __slots__ = ()

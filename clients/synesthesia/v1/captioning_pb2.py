@@ -26,7 +26,7 @@ from synesthesia.v1 import common_pb2 as synesthesia_dot_v1_dot_common__pb2
 from synesthesia.v1 import explain_pb2 as synesthesia_dot_v1_dot_explain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsynesthesia/v1/captioning.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"L\n\x0e\x43\x61ptionOptions\x12\x11\n\tbeam_size\x18\x01 \x01(\x05\x12\x18\n\x10max_length_words\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"`\n\x0b\x43\x61ptionWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x17\n\x0flog_probability\x18\x02 \x01(\x02\x12*\n\tattention\x18\x03 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\"\x82\x01\n\x0e\x43\x61ptionRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.CaptionOptions\x12\x19\n\x11include_attention\x18\x03 \x01(\x08\"v\n\x0f\x43\x61ptionResponse\x12\x0f\n\x07\x63\x61ption\x18\x01 \x01(\t\x12\x17\n\x0flog_probability\x18\x02 \x01(\x02\x12*\n\x05words\x18\x03 \x03(\x0b\x32\x1b.synesthesia.v1.CaptionWord\x12\r\n\x05model\x18\x04 \x01(\t\"\x88\x01\n\x14StreamCaptionRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.CaptionOptions\x12\x19\n\x11include_attention\x18\x03 \x01(\x08\"c\n\x15StreamCaptionResponse\x12)\n\x04word\x18\x01 \x01(\x0b\x32\x1b.synesthesia.v1.CaptionWord\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x10\n\x08is_final\x18\x03 \x01(\x08\"\x1d\n\x1bListCaptioningModelsRequest\"I\n\x1cListCaptioningModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xbe\x04\n\nCaptioning\x12J\n\x07\x43\x61ption\x12\x1e.synesthesia.v1.CaptionRequest\x1a\x1f.synesthesia.v1.CaptionResponse\x12^\n\rStreamCaption\x12$.synesthesia.v1.StreamCaptionRequest\x1a%.synesthesia.v1.StreamCaptionResponse0\x01\x12g\n\nListModels\x12+.synesthesia.v1.ListCaptioningModelsRequest\x1a,.synesthesia.v1.ListCaptioningModelsResponse\x12_\n\x0e\x45xplainCaption\x12%.synesthesia.v1.ExplainCaptionRequest\x1a&.synesthesia.v1.ExplainCaptionResponse\x12Y\n\x0c\x45xplainJudge\x12#.synesthesia.v1.ExplainJudgeRequest\x1a$.synesthesia.v1.ExplainJudgeResponse\x12_\n\x0eVisualizeJudge\x12%.synesthesia.v1.VisualizeJudgeRequest\x1a&.synesthesia.v1.VisualizeJudgeResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsynesthesia/v1/captioning.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\"L\n\x0e\x43\x61ptionOptions\x12\x11\n\tbeam_size\x18\x01 \x01(\x05\x12\x18\n\x10max_length_words\x18\x02 \x01(\x05\x12\r\n\x05model\x18\x03 \x01(\t\"`\n\x0b\x43\x61ptionWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x17\n\x0flog_probability\x18\x02 \x01(\x02\x12*\n\tattention\x18\x03 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\"\x82\x01\n\x0e\x43\x61ptionRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.CaptionOptions\x12\x19\n\x11include_attention\x18\x03 \x01(\x08\"\x88\x01\n\x0f\x43\x61ptionResponse\x12\x0f\n\x07\x63\x61ption\x18\x01 \x01(\t\x12\x17\n\x0flog_probability\x18\x02 \x01(\x02\x12*\n\x05words\x18\x03 \x03(\x0b\x32\x1b.synesthesia.v1.CaptionWord\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\"\x88\x01\n\x14StreamCaptionRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.synesthesia.v1.CaptionOptions\x12\x19\n\x11include_attention\x18\x03 \x01(\x08\"u\n\x15StreamCaptionResponse\x12)\n\x04word\x18\x01 \x01(\x0b\x32\x1b.synesthesia.v1.CaptionWord\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x10\n\x08is_final\x18\x03 \x01(\x08\x12\x10\n\x08warnings\x18\x04 \x03(\t\"\x1d\n\x1bListCaptioningModelsRequest\"I\n\x1cListCaptioningModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xbe\x04\n\nCaptioning\x12J\n\x07\x43\x61ption\x12\x1e.synesthesia.v1.CaptionRequest\x1a\x1f.synesthesia.v1.CaptionResponse\x12^\n\rStreamCaption\x12$.synesthesia.v1.StreamCaptionRequest\x1a%.synesthesia.v1.StreamCaptionResponse0\x01\x12g\n\nListModels\x12+.synesthesia.v1.ListCaptioningModelsRequest\x1a,.synesthesia.v1.ListCaptioningModelsResponse\x12_\n\x0e\x45xplainCaption\x12%.synesthesia.v1.ExplainCaptionRequest\x1a&.synesthesia.v1.ExplainCaptionResponse\x12Y\n\x0c\x45xplainJudge\x12#.synesthesia.v1.ExplainJudgeRequest\x1a$.synesthesia.v1.ExplainJudgeResponse\x12_\n\x0eVisualizeJudge\x12%.synesthesia.v1.VisualizeJudgeRequest\x1a&.synesthesia.v1.VisualizeJudgeResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,16 +40,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPTIONWORD']._serialized_end=284
   _globals['_CAPTIONREQUEST']._serialized_start=287
   _globals['_CAPTIONREQUEST']._serialized_end=417
-  _globals['_CAPTIONRESPONSE']._serialized_start=419
-  _globals['_CAPTIONRESPONSE']._serialized_end=537
-  _globals['_STREAMCAPTIONREQUEST']._serialized_start=540
-  _globals['_STREAMCAPTIONREQUEST']._serialized_end=676
-  _globals['_STREAMCAPTIONRESPONSE']._serialized_start=678
-  _globals['_STREAMCAPTIONRESPONSE']._serialized_end=777
-  _globals['_LISTCAPTIONINGMODELSREQUEST']._serialized_start=779
-  _globals['_LISTCAPTIONINGMODELSREQUEST']._serialized_end=808
-  _globals['_LISTCAPTIONINGMODELSRESPONSE']._serialized_start=810
-  _globals['_LISTCAPTIONINGMODELSRESPONSE']._serialized_end=883
-  _globals['_CAPTIONING']._serialized_start=886
-  _globals['_CAPTIONING']._serialized_end=1460
+  _globals['_CAPTIONRESPONSE']._serialized_start=420
+  _globals['_CAPTIONRESPONSE']._serialized_end=556
+  _globals['_STREAMCAPTIONREQUEST']._serialized_start=559
+  _globals['_STREAMCAPTIONREQUEST']._serialized_end=695
+  _globals['_STREAMCAPTIONRESPONSE']._serialized_start=697
+  _globals['_STREAMCAPTIONRESPONSE']._serialized_end=814
+  _globals['_LISTCAPTIONINGMODELSREQUEST']._serialized_start=816
+  _globals['_LISTCAPTIONINGMODELSREQUEST']._serialized_end=845
+  _globals['_LISTCAPTIONINGMODELSRESPONSE']._serialized_start=847
+  _globals['_LISTCAPTIONINGMODELSRESPONSE']._serialized_end=920
+  _globals['_CAPTIONING']._serialized_start=923
+  _globals['_CAPTIONING']._serialized_end=1497
 # @@protoc_insertion_point(module_scope)

@@ -39,16 +39,18 @@ class CaptionRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., options: _Optional[_Union[CaptionOptions, _Mapping]] = ..., include_attention: _Optional[bool] = ...) -> None: ...
 
 class CaptionResponse(_message.Message):
-    __slots__ = ("caption", "log_probability", "words", "model")
+    __slots__ = ("caption", "log_probability", "words", "model", "warnings")
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     LOG_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     caption: str
     log_probability: float
     words: _containers.RepeatedCompositeFieldContainer[CaptionWord]
     model: str
-    def __init__(self, caption: _Optional[str] = ..., log_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[CaptionWord, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, caption: _Optional[str] = ..., log_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[CaptionWord, _Mapping]]] = ..., model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamCaptionRequest(_message.Message):
     __slots__ = ("image", "options", "include_attention")
@@ -61,14 +63,16 @@ class StreamCaptionRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., options: _Optional[_Union[CaptionOptions, _Mapping]] = ..., include_attention: _Optional[bool] = ...) -> None: ...
 
 class StreamCaptionResponse(_message.Message):
-    __slots__ = ("word", "index", "is_final")
+    __slots__ = ("word", "index", "is_final", "warnings")
     WORD_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     word: CaptionWord
     index: int
     is_final: bool
-    def __init__(self, word: _Optional[_Union[CaptionWord, _Mapping]] = ..., index: _Optional[int] = ..., is_final: _Optional[bool] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, word: _Optional[_Union[CaptionWord, _Mapping]] = ..., index: _Optional[int] = ..., is_final: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListCaptioningModelsRequest(_message.Message):
     __slots__ = ()

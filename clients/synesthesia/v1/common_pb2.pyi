@@ -83,7 +83,7 @@ class Heatmap(_message.Message):
     def __init__(self, values: _Optional[_Union[Tensor, _Mapping]] = ..., image_width_px: _Optional[int] = ..., image_height_px: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "backend", "weights_sha256", "device", "is_default", "metrics", "parameter_count")
+    __slots__ = ("name", "task", "backend", "weights_sha256", "device", "is_default", "metrics", "parameter_count", "family", "source", "architecture")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,9 @@ class ModelInfo(_message.Message):
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     backend: ModelBackend
@@ -107,4 +110,7 @@ class ModelInfo(_message.Message):
     is_default: bool
     metrics: _containers.ScalarMap[str, float]
     parameter_count: int
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., backend: _Optional[_Union[ModelBackend, str]] = ..., weights_sha256: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., parameter_count: _Optional[int] = ...) -> None: ...
+    family: str
+    source: str
+    architecture: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., backend: _Optional[_Union[ModelBackend, str]] = ..., weights_sha256: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., parameter_count: _Optional[int] = ..., family: _Optional[str] = ..., source: _Optional[str] = ..., architecture: _Optional[str] = ...) -> None: ...

@@ -33,6 +33,24 @@ class EmbedImagesRequest(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class EmbedImagesResponse(_message.Message):
+    __slots__ = ("embeddings", "model", "warnings")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    embeddings: _common_pb2.Tensor
+    model: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, embeddings: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EmbedAudioRequest(_message.Message):
+    __slots__ = ("audio", "model")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    audio: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioClip]
+    model: str
+    def __init__(self, audio: _Optional[_Iterable[_Union[_common_pb2.AudioClip, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class EmbedAudioResponse(_message.Message):
     __slots__ = ("embeddings", "model")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -41,7 +59,7 @@ class EmbedImagesResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("id", "image", "text", "metadata")
+    __slots__ = ("id", "image", "text", "audio", "metadata")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,12 +70,14 @@ class Item(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     image: _common_pb2.Image
     text: str
+    audio: _common_pb2.AudioClip
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., text: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "items", "model")
@@ -78,7 +98,7 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted_count: _Optional[int] = ..., collection_size: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "image", "top_k", "metadata_filter")
+    __slots__ = ("collection", "text", "image", "audio", "top_k", "metadata_filter", "model")
     class MetadataFilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,14 +109,18 @@ class SearchRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     METADATA_FILTER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     image: _common_pb2.Image
+    audio: _common_pb2.AudioClip
     top_k: int
     metadata_filter: _containers.ScalarMap[str, str]
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ..., metadata_filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model: str
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ..., top_k: _Optional[int] = ..., metadata_filter: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("id", "score", "metadata")
@@ -116,10 +140,14 @@ class SearchHit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "unknown_words", "warnings")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_WORDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
-    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ...) -> None: ...
+    unknown_words: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., unknown_words: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("collection", "ids")

@@ -46,6 +46,11 @@ class EmbeddingStub:
                 request_serializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesRequest.SerializeToString,
                 response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesResponse.FromString,
                 _registered_method=True)
+        self.EmbedAudio = channel.unary_unary(
+                '/synesthesia.v1.Embedding/EmbedAudio',
+                request_serializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioRequest.SerializeToString,
+                response_deserializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioResponse.FromString,
+                _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/synesthesia.v1.Embedding/Upsert',
                 request_serializer=synesthesia_dot_v1_dot_embedding__pb2.UpsertRequest.SerializeToString,
@@ -116,6 +121,13 @@ class EmbeddingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmbedAudio(self, request, context):
+        """Embeds audio clips with an audio-text model (CLAP), in the space of its texts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Upsert(self, request, context):
         """Adds items to a collection, replacing items with the same id; creates the
         collection on first use. Acknowledged items survive a crash.
@@ -125,7 +137,7 @@ class EmbeddingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Finds the items of a collection nearest to a text or image query.
+        """Finds the items of a collection nearest to a text, image or audio query.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +211,11 @@ def add_EmbeddingServicer_to_server(servicer, server):
                     servicer.EmbedImages,
                     request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesRequest.FromString,
                     response_serializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesResponse.SerializeToString,
+            ),
+            'EmbedAudio': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmbedAudio,
+                    request_deserializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioRequest.FromString,
+                    response_serializer=synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioResponse.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
                     servicer.Upsert,
@@ -306,6 +323,33 @@ class Embedding:
             '/synesthesia.v1.Embedding/EmbedImages',
             synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesRequest.SerializeToString,
             synesthesia_dot_v1_dot_embedding__pb2.EmbedImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedAudio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/synesthesia.v1.Embedding/EmbedAudio',
+            synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioRequest.SerializeToString,
+            synesthesia_dot_v1_dot_embedding__pb2.EmbedAudioResponse.FromString,
             options,
             channel_credentials,
             insecure,

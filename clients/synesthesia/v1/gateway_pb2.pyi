@@ -36,16 +36,18 @@ UPSTREAM_STATE_NOT_SERVING: UpstreamState
 UPSTREAM_STATE_UNREACHABLE: UpstreamState
 
 class DescribeRequest(_message.Message):
-    __slots__ = ("image", "collection", "top_k", "beam_size")
+    __slots__ = ("image", "collection", "top_k", "beam_size", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     collection: str
     top_k: int
     beam_size: int
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., beam_size: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., beam_size: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
     __slots__ = ("caption", "neighbours")
@@ -56,14 +58,20 @@ class DescribeResponse(_message.Message):
     def __init__(self, caption: _Optional[_Union[_captioning_pb2.CaptionResponse, _Mapping]] = ..., neighbours: _Optional[_Iterable[_Union[_embedding_pb2.SearchHit, _Mapping]]] = ...) -> None: ...
 
 class ImagineRequest(_message.Message):
-    __slots__ = ("prompt", "image_count", "seed")
+    __slots__ = ("prompt", "image_count", "seed", "model", "captioning_model", "embedding_model")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     image_count: int
     seed: int
-    def __init__(self, prompt: _Optional[str] = ..., image_count: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    model: str
+    captioning_model: str
+    embedding_model: str
+    def __init__(self, prompt: _Optional[str] = ..., image_count: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., captioning_model: _Optional[str] = ..., embedding_model: _Optional[str] = ...) -> None: ...
 
 class ImaginedImage(_message.Message):
     __slots__ = ("image", "caption", "prompt_agreement")
@@ -76,46 +84,58 @@ class ImaginedImage(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., prompt_agreement: _Optional[float] = ...) -> None: ...
 
 class ImagineResponse(_message.Message):
-    __slots__ = ("images", "seed", "unknown_words", "warnings")
+    __slots__ = ("images", "seed", "unknown_words", "warnings", "model")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_WORDS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[ImaginedImage]
     seed: int
     unknown_words: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, images: _Optional[_Iterable[_Union[ImaginedImage, _Mapping]]] = ..., seed: _Optional[int] = ..., unknown_words: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    def __init__(self, images: _Optional[_Iterable[_Union[ImaginedImage, _Mapping]]] = ..., seed: _Optional[int] = ..., unknown_words: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ListenRequest(_message.Message):
-    __slots__ = ("image", "audio")
+    __slots__ = ("image", "audio", "model", "captioning_model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONING_MODEL_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     audio: _common_pb2.AudioClip
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ...) -> None: ...
+    model: str
+    captioning_model: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ..., model: _Optional[str] = ..., captioning_model: _Optional[str] = ...) -> None: ...
 
 class ListenResponse(_message.Message):
-    __slots__ = ("heatmap", "box", "caption", "summary", "peak_score")
+    __slots__ = ("heatmap", "box", "caption", "summary", "peak_score", "clear_source", "warnings")
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     PEAK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     heatmap: _common_pb2.Heatmap
     box: _common_pb2.BoundingBox
     caption: str
     summary: str
     peak_score: float
-    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., caption: _Optional[str] = ..., summary: _Optional[str] = ..., peak_score: _Optional[float] = ...) -> None: ...
+    clear_source: bool
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., caption: _Optional[str] = ..., summary: _Optional[str] = ..., peak_score: _Optional[float] = ..., clear_source: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TranslateRequest(_message.Message):
-    __slots__ = ("image", "model")
+    __slots__ = ("image", "model", "captioning_model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONING_MODEL_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     model: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    captioning_model: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ..., captioning_model: _Optional[str] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
     __slots__ = ("image", "caption", "warnings")

@@ -1,0 +1,113 @@
+"""Does a picture plausibly come from ShapesWorld? The built-in models know nothing else.
+
+The built-ins answer any picture with ShapesWorld words ("a large orange cross ..."),
+confidently, so they flag what is plainly outside their world instead of pretending.
+The check reads the picture the way ShapesWorld draws one (../../../shared/SHAPESWORLD.md):
+a plain background (day: each channel 185..245; night: 5..45; per-pixel noise of
+sigma <= 8) that fills the border and most of the canvas, with one or two flat objects
+whose pixels are one of six colours (night: dimmed to 0.6..0.8, with a lighter rim),
+or a blend of such a colour with the background at anti-aliased edges; nothing else.
+
+`outside_reason(pixels)` returns why a picture is not such a scene, or "" when it may be.
+It works on the picture resized to 64 x 64 (scenes are drawn to scale) and takes about a
+millisecond. Its measured rates (tests/shapesworld/test_world_check.py): held-out scenes
+of both domains and another renderer pass, real photographs are flagged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from models.shapesworld.spec import COLOURS, NIGHT_RIM_WHITE_MIX
+
+SIZE = 64
+BORDER_PX = 2
+# A background pixel is within this of the background colour (noise sigma 8, so ~4 sigma).
+BACKGROUND_TOLERANCE = 32
+# A foreground pixel lies within this distance (RGB, L2) of a blend between the background
+# and a ShapesWorld colour (colour jitter +-12 per channel, noise, resampling).
+PALETTE_TOLERANCE = 42
+# Night objects are drawn at 0.6..0.8 of their colour's brightness, their rims lighter.
+BRIGHTNESS = (0.6, 0.7, 0.8, 1.0)
+MIN_BORDER_BACKGROUND = 0.85
+MAX_FOREGROUND = 0.5
+MIN_FOREGROUND = 0.004
+MIN_PALETTE_FIT = 0.8
+MAX_OBJECTS = 2
+# Smaller foreground specks are noise (a small object covers about 80 px at 64 x 64).
+MIN_OBJECT_PX = 6
+
+
+def _as_canvas(pixels) -> np.ndarray:
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+    image = image.convert("RGB")
+    if image.size != (SIZE, SIZE):
+        image = image.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _segments(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The colours a scene's pixel can take, as segments (start, end): the background blended with an
+    object's body (its colour at a brightness) or with a night object's rim (its colour mixed 20 %
+    towards white), and a rim blended with its body."""
+    starts, ends = [], []
+    for rgb in COLOURS.values():
+        colour = np.asarray(rgb, np.float32)
+        rim = colour + NIGHT_RIM_WHITE_MIX * (255.0 - colour)
+        for body in (colour * b for b in BRIGHTNESS):
+            starts += [background, rim]
+            ends += [body, body]
+        starts.append(background)
+        ends.append(rim)
+    return np.array(starts), np.array(ends)
+
+
+def _distance_to_blends(points: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Each point's smallest L2 distance to one of the scene's colour segments."""
+    starts, ends = _segments(background)
+    direction = ends - starts                                       # [K, 3]
+    offset = points[:, None, :] - starts                            # [N, K, 3]
+    t = np.clip((offset * direction).sum(-1) / np.maximum((direction ** 2).sum(-1), 1e-6), 0.0, 1.0)
+    nearest = starts + t[..., None] * direction                     # [N, K, 3]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(-1)).min(1)
+
+
+def outside_reason(pixels) -> str:
+    """Why `pixels` (uint8 HxWx3 array or PIL image) is not a ShapesWorld scene; "" when it may be one."""
+    canvas = _as_canvas(pixels)
+    border = np.concatenate([canvas[:BORDER_PX].reshape(-1, 3), canvas[-BORDER_PX:].reshape(-1, 3),
+                             canvas[:, :BORDER_PX].reshape(-1, 3), canvas[:, -BORDER_PX:].reshape(-1, 3)])
+    background = np.median(border, axis=0)
+    plain = np.abs(border - background).max(1) <= BACKGROUND_TOLERANCE
+    if plain.mean() < MIN_BORDER_BACKGROUND:
+        return "its edges are not a plain background"
+    day = (background >= 185 - 25).all()
+    night = (background <= 45 + 25).all()
+    if not (day or night):
+        return "its background is neither ShapesWorld's light day nor its dark night"
+    foreground = np.abs(canvas - background).max(-1) > BACKGROUND_TOLERANCE
+    share = float(foreground.mean())
+    if share > MAX_FOREGROUND:
+        return f"{share:.0%} of it is not background (a scene's one or two objects cover at most about 40%)"
+    if share < MIN_FOREGROUND:
+        return "it shows no object"
+    labels, count = ndimage.label(foreground)
+    objects = int((np.bincount(labels.ravel())[1:] >= MIN_OBJECT_PX).sum())
+    if objects > MAX_OBJECTS:
+        return f"it holds {objects} separate things (a scene has one or two objects)"
+    fit = float((_distance_to_blends(canvas[foreground], background) <= PALETTE_TOLERANCE).mean())
+    if fit < MIN_PALETTE_FIT:
+        return f"only {fit:.0%} of its non-background pixels have ShapesWorld's colours"
+    return ""
+
+
+def warning_for(model: str, pixels) -> list[str]:
+    """The warning a built-in model `model` attaches to an answer about `pixels` ([] when none)."""
+    reason = outside_reason(pixels)
+    if not reason:
+        return []
+    return [f"this picture does not look like a ShapesWorld scene ({reason}); the built-in model {model!r} only "
+            "knows ShapesWorld's flat coloured shapes on a plain background, so its answer says nothing about "
+            "this picture. Serve a model trained on such pictures (docs/models.md)."]

@@ -1,0 +1,96 @@
+"""The model repository and strict loading: entries, family choice from config.json, refusals.
+
+A directory behind the wrong class must never be served: the load fails naming the model
+and the first offending keys, and the service never reports SERVING.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import families
+from models.hf import LoadError
+from models.repository import ModelEntry, RepositoryError, read_repository
+from models.training import CHECKPOINT_DIR
+from tests import tiny_hf
+
+
+def test_the_shipped_checkpoints_are_the_default_repository():
+    entries = {e.name: e for e in read_repository(CHECKPOINT_DIR)}
+    assert {"captioning", "embedding", "localization", "text2image"} <= set(entries)
+    assert "judge" not in entries  # an evaluation tool, not served
+    assert entries["captioning"].family == "builtin" and entries["embedding"].task == "image-text-embedding"
+
+
+def test_entry_files_are_read_and_checked(tmp_path):
+    tiny_hf.entry(tmp_path, "mine", "captioning", tmp_path / "weights", default=True, options={"image_size": 384})
+    (entry,) = read_repository(tmp_path)
+    assert (entry.name, entry.task, entry.family, entry.default) == ("mine", "captioning", "transformers", True)
+    assert entry.path == tmp_path / "weights" and entry.option("image_size") == 384
+    (tmp_path / "bad.model.yaml").write_text("task: captioning\npath: x\nfamly: blip\n")
+    with pytest.raises(RepositoryError, match="unknown keys famly"):
+        read_repository(tmp_path)
+    (tmp_path / "bad.model.yaml").write_text("task: painting\nfamily: blip\npath: x\n")
+    with pytest.raises(RepositoryError, match="task 'painting'"):
+        read_repository(tmp_path)
+
+
+def test_the_family_comes_from_config_json_never_from_a_guess(tmp_path):
+    git = tiny_hf.git(tmp_path / "git")
+    assert families.family_of(ModelEntry("g", "captioning", "transformers", git)) == "git"
+    clip = tiny_hf.dual_encoder(tmp_path / "clip", "clip")
+    assert families.family_of(ModelEntry("c", "image-text-embedding", "transformers", clip)) == "clip"
+    with pytest.raises(RepositoryError, match="model_type 'clip', which no captioning family serves"):
+        families.family_of(ModelEntry("c", "captioning", "transformers", clip))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RepositoryError, match="config.json does not exist"):
+        families.family_of(ModelEntry("e", "captioning", "transformers", tmp_path / "empty"))
+
+
+def test_a_git_directory_behind_the_vision_encoder_decoder_class_fails_naming_the_keys(tmp_path):
+    git = tiny_hf.git(tmp_path / "git")
+    with pytest.raises(LoadError) as caught:
+        families.load(ModelEntry("wrong", "captioning", "vision-encoder-decoder", git), "cpu")
+    message = str(caught.value)
+    assert "model 'wrong'" in message and "missing weights: decoder." in message
+    assert "unexpected weights: git." in message
+
+
+def test_a_clip_directory_with_a_mis_shaped_weight_fails_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    clip = tiny_hf.dual_encoder(tmp_path / "clip", "clip")
+    weights = load_file(clip / "model.safetensors")
+    weights["text_projection.weight"] = torch.zeros(7, 32)
+    save_file(weights, clip / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(LoadError, match="mis-shaped weights: text_projection.weight"):
+        families.load(ModelEntry("bent", "image-text-embedding", "transformers", clip), "cpu")
+    del weights["text_projection.weight"]
+    save_file(weights, clip / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(LoadError, match="missing weights: text_projection.weight"):
+        families.load(ModelEntry("short", "image-text-embedding", "transformers", clip), "cpu")
+
+
+def test_pickled_weights_are_refused_without_being_unpickled(tmp_path):
+    clip = tiny_hf.dual_encoder(tmp_path / "clip", "clip")
+    (clip / "model.safetensors").unlink()
+    marker = tmp_path / "executed"
+
+    class Bomb:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Bomb()}, clip / "pytorch_model.bin")
+    with pytest.raises(LoadError, match="no .safetensors weights"):
+        families.load(ModelEntry("pickle", "image-text-embedding", "transformers", clip), "cpu")
+    assert not marker.exists()
+
+
+def test_a_service_never_serves_a_directory_behind_the_wrong_class(service_process, tmp_path):
+    git = tiny_hf.git(tmp_path / "git")
+    tiny_hf.entry(tmp_path / "repository", "not-a-ved", "captioning", git, family="vision-encoder-decoder")
+    with pytest.raises(RuntimeError) as caught:
+        service_process("captioning", env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
+    assert "exited with 1" in str(caught.value)
+    assert "model 'not-a-ved'" in str(caught.value) and "missing weights: decoder." in str(caught.value)

@@ -1,0 +1,58 @@
+"""The built-ins' out-of-world check, measured: held-out scenes pass, real photographs are flagged.
+
+Scenes: 400 held-out seeds of our renderer (both domains, one or two objects), 100 more at
+canvas sizes 32, 128 and 256, and 100 drawn by another renderer that follows the spec
+(tests/captioning/test_other_renderer.py). Photographs: every photograph scikit-image
+bundles (no download), whole and as five crops each (four quadrants and the centre).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.shapesworld import EVAL_SEEDS, render_scene
+from models.shapesworld.world_check import outside_reason, warning_for
+from tests.captioning.test_other_renderer import draw_scene
+
+# skimage.data's bundled photographs (the rest of its samples are drawings, text, or downloads).
+PHOTOGRAPHS = ("astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field", "immunohistochemistry",
+               "moon", "retina", "rocket", "clock", "brick", "grass", "gravel")
+
+
+def photographs() -> list[tuple[str, np.ndarray]]:
+    data = pytest.importorskip("skimage.data")
+    out = []
+    for name in PHOTOGRAPHS:
+        image = getattr(data, name)()
+        image = np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
+        h, w = image.shape[:2]
+        crops = [image, image[:h // 2, :w // 2], image[:h // 2, w // 2:], image[h // 2:, :w // 2],
+                 image[h // 2:, w // 2:], image[h // 4:3 * h // 4, w // 4:3 * w // 4]]
+        out += [(f"{name}[{i}]", np.ascontiguousarray(c)) for i, c in enumerate(crops)]
+    return out
+
+
+def test_held_out_scenes_are_not_flagged():
+    scenes = [render_scene(seed).image for seed in EVAL_SEEDS[:400]]
+    scenes += [render_scene(seed, size=size).image for size in (32, 128, 256) for seed in EVAL_SEEDS[400:500]]
+    rng = np.random.default_rng(5)
+    scenes += [draw_scene(rng, 1 + i % 2, night=i % 3 == 0)[0] for i in range(100)]
+    flagged = [i for i, scene in enumerate(scenes) if outside_reason(scene)]
+    rate = 1 - len(flagged) / len(scenes)
+    print(f"ShapesWorld scenes unflagged: {rate:.1%} of {len(scenes)}")
+    assert rate >= 0.95
+
+
+def test_real_photographs_are_flagged():
+    found = photographs()
+    missed = [name for name, photo in found if not outside_reason(photo)]
+    rate = 1 - len(missed) / len(found)
+    print(f"photographs flagged: {rate:.1%} of {len(found)}; missed: {missed}")
+    assert len(found) >= 60 and rate >= 0.95
+
+
+def test_the_warning_names_the_model_and_the_reason():
+    (warning,) = warning_for("captioning", np.full((64, 64, 3), (30, 120, 200), np.uint8))
+    assert "'captioning'" in warning and "ShapesWorld" in warning and "neither" in warning
+    assert warning_for("captioning", render_scene(EVAL_SEEDS[0]).image) == []
