@@ -111,8 +111,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         own = EmbeddingSettings.from_env()
         self.models = ModelRegistry(settings, "embedding", (IMAGE_TEXT_EMBEDDING, AUDIO_TEXT_EMBEDDING),
                                     self._embed_batch, shorthands={"EMBEDDING_HF_DIR": IMAGE_TEXT_EMBEDDING})
-        self.clips = ClipReader(float(settings.env("EMBEDDING_MAX_AUDIO_SECONDS", "30")),
-                                "SYN_EMBEDDING_MAX_AUDIO_SECONDS")
+        self.clips = ClipReader(own.max_audio_seconds, "SYN_EMBEDDING_MAX_AUDIO_SECONDS")
         self.device = self.models.device
         self.index_dir = own.index_dir
         self.store_url = own.store or self.index_dir

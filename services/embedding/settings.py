@@ -10,8 +10,10 @@ from services.runtime import read_settings
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
-    # Built-in checkpoints served (comma-separated); the first is the default model.
+    # Model-repository entries served (comma-separated); unset = every embedding entry (docs/models.md).
     models: tuple[str, ...] = ()
+    # Longest clip EmbedAudio, audio items and audio queries accept (audio-text models), seconds.
+    max_audio_seconds: float = field(default=30.0, metadata={"min": 0.001})
     # A local Hugging Face CLIPModel directory served beside them, and its model name.
     hf_dir: str = ""
     hf_name: str = ""
