@@ -80,4 +80,4 @@ class AudioExplainer:
             return score, out
 
         score, explanations = await self.lane.run(work)
-        return explain_pb2.ExplainLocalizationResponse(score=score, explanations=explanations, model=name)
+        return explain_pb2.ExplainLocalizationResponse(score=score, explanations=explanations, model=served.name)

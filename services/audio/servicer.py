@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from synesthesia.tensors import to_tensor
+from synesthesia.tensors import pcm_to_array, to_tensor
 from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 from models.audio import decoding
