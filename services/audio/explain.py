@@ -48,7 +48,7 @@ class AudioExplainer:
                                                "ExplainLocalization explains the built-in localisers")
         localizer = served.model.model
         config = localizer.config
-        clip = await servicer._clip(request.audio, "audio")
+        clip = await servicer.clips.read(request.audio, "audio")
         if not decoding.can_resample(clip.sample_rate, config.sample_rate):
             raise invalid_argument(clip.field.replace("samples_f32le", "sample_rate_hz"),
                                    f"cannot resample {clip.sample_rate} Hz to the model's {config.sample_rate} Hz")

@@ -12,7 +12,7 @@ frequency bins; for encoded files SYN_AUDIO_MAX_SAMPLE_RATE_HZ (default
 header before any decoding, and decoding runs in blocks that stop at that
 budget (a header can understate the length) or when the caller has gone. All
 answer RESOURCE_EXHAUSTED naming the setting, like the runtime's pixel and
-message-size limits. PCM must be finite and within +-MAX_ABS_SAMPLE. The localisers are the model
+message-size limits. PCM must be finite and within +-1000 (services/runtime/audio.py). The localisers are the model
 repository's sound-localization entries (services/runtime/registry.py);
 SYN_AUDIO_MODELS names the ones to serve (comma-separated).
 SYN_AUDIO_FEATURES_BATCH_WAIT_MS (default 0) is the features batcher's wait;
@@ -21,13 +21,12 @@ Localize uses the runtime's SYN_MAX_BATCH_WAIT_MS.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from synesthesia.tensors import pcm_to_array, to_tensor
+from synesthesia.tensors import to_tensor
 from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
 
 from models.audio import decoding
@@ -36,12 +35,13 @@ from models.repository import SOUND_LOCALIZATION
 from services.audio.explain import AudioExplainer
 from services.audio.settings import AudioSettings
 from services.runtime import (
+    AudioLimits,
     Clip,
+    ClipReader,
     DynamicBatcher,
     ModelRegistry,
     ServedModel,
     Settings,
-    check_call,
     decode_image,
     in_thread,
     invalid_argument,
@@ -67,9 +67,6 @@ WINDOWS = {
 DEFAULT_MIN_PEAK_TO_MEAN = 3.0
 # Room left in a response for everything but the tensor bytes.
 RESPONSE_OVERHEAD_BYTES = 64 * 1024
-# Full scale is +-1; ShapesWorld mixes reach about +-2. Far beyond, squares overflow float32 (1e38 -> inf)
-# and features turn to NaN, so such samples are refused rather than computed.
-MAX_ABS_SAMPLE = 1000.0
 
 
 @dataclass
@@ -90,11 +87,9 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         self.settings = settings
         self.device = select_device(settings.device)
         own = AudioSettings.from_env()
-        self.max_seconds = own.max_seconds
         self.max_stft_cells = own.max_stft_cells
-        self.max_rate = own.max_sample_rate_hz
-        self.max_channels = own.max_channels
-        self.max_decoded_samples = own.max_decoded_samples
+        self.clips = ClipReader(AudioLimits(own.max_seconds, own.max_sample_rate_hz, own.max_channels,
+                                            own.max_decoded_samples), setting_prefix="SYN_AUDIO_MAX_")
         self.models = ModelRegistry(settings, "audio", (SOUND_LOCALIZATION,), self._localize_batch)
         # An STFT costs the same per clip batched or not, so feature calls do not wait for company by
         # default (they still share a pass with whatever is already queued).
@@ -118,84 +113,6 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
 
     # --- validation -------------------------------------------------------------------------
 
-    def _check_rate(self, rate: int, field: str) -> None:
-        if rate <= 0:
-            raise invalid_argument(field, f"sample rate must be positive, got {rate}")
-        if rate > decoding.MAX_SAMPLE_RATE_HZ:
-            raise invalid_argument(field, f"sample rate {rate} Hz is above the largest supported "
-                                          f"{decoding.MAX_SAMPLE_RATE_HZ} Hz")
-
-    def _check_duration(self, samples: int, rate: int, field: str) -> None:
-        seconds = samples / rate
-        if seconds > self.max_seconds:
-            raise resource_exhausted(field, f"clip is {seconds:.2f} s long; the limit is {self.max_seconds:g} s "
-                                            "(SYN_AUDIO_MAX_SECONDS)")
-
-    def _pcm_samples(self, data: bytes, field: str) -> np.ndarray:
-        try:
-            samples = pcm_to_array(data)
-        except ValueError as exc:
-            raise invalid_argument(field, str(exc)) from None
-        return samples
-
-    def _check_encoded_header(self, frames: int, rate: int, channels: int, field: str) -> None:
-        """Everything a decode would cost, refused from the header before decoding."""
-        self._check_rate(rate, field)
-        if rate > self.max_rate:
-            raise resource_exhausted(field, f"the file's sample rate is {rate} Hz; the limit is {self.max_rate} Hz "
-                                            "(SYN_AUDIO_MAX_SAMPLE_RATE_HZ)")
-        if channels > self.max_channels:
-            raise resource_exhausted(field, f"the file has {channels} channels; the limit is {self.max_channels} "
-                                            "(SYN_AUDIO_MAX_CHANNELS)")
-        self._check_duration(frames, rate, field)
-        if frames * channels > self.max_decoded_samples:
-            raise resource_exhausted(field, f"the file holds {frames} frames x {channels} channels = "
-                                            f"{frames * channels} samples; the limit is {self.max_decoded_samples} "
-                                            "(SYN_AUDIO_MAX_DECODED_SAMPLES)")
-
-    @staticmethod
-    def _check_finite(samples: np.ndarray, field: str) -> None:
-        ok = np.isfinite(samples) & (np.abs(samples) <= MAX_ABS_SAMPLE)
-        if not ok.all():
-            index = int(np.argmin(ok))
-            value = float(samples[index])
-            why = "samples must be finite" if not np.isfinite(value) else \
-                f"samples must lie within +-{MAX_ABS_SAMPLE:g} (full scale is +-1)"
-            raise invalid_argument(field, f"sample {index} is {value:g}; {why}")
-
-    async def _clip(self, audio: common_pb2.AudioClip, field: str) -> Clip:
-        source = audio.WhichOneof("source")
-        if source is None:
-            raise invalid_argument(field, f"no source set: set {field}.encoded or {field}.pcm")
-        if source == "pcm":
-            pcm = audio.pcm
-            self._check_rate(pcm.sample_rate_hz, f"{field}.pcm.sample_rate_hz")
-            samples_field = f"{field}.pcm.samples_f32le"
-            samples = self._pcm_samples(pcm.samples_f32le, samples_field)
-            if samples.size == 0:
-                raise invalid_argument(samples_field, "the clip has no samples")
-            self._check_duration(samples.size, pcm.sample_rate_hz, samples_field)
-            self._check_finite(samples, samples_field)
-            return Clip(samples, pcm.sample_rate_hz, samples_field)
-        encoded_field = f"{field}.encoded"
-        data = audio.encoded
-        if not data:
-            raise invalid_argument(encoded_field, "the encoded file is empty")
-        try:
-            frames, rate, channels = decoding.probe(data)
-            self._check_encoded_header(frames, rate, channels, encoded_field)
-            samples, rate = await in_thread("decoding audio", decoding.decode, data, self.max_decoded_samples,
-                                            lambda: check_call("decoding audio"))
-        except decoding.AudioTooLarge as exc:
-            raise resource_exhausted(encoded_field, f"{exc}; the limit is {self.max_decoded_samples} "
-                                                    "(SYN_AUDIO_MAX_DECODED_SAMPLES)") from None
-        except decoding.AudioDecodeError as exc:
-            raise invalid_argument(encoded_field, str(exc)) from None
-        if samples.size == 0:
-            raise invalid_argument(encoded_field, "the file holds no samples")
-        self._check_finite(samples, encoded_field)
-        return Clip(samples, rate, encoded_field)
-
     def _feature_config(self, options: audio_pb2.FeatureOptions) -> tuple[FeatureConfig, int]:
         """FeatureOptions -> (config, requested analysis rate or 0), defaults applied, each field checked."""
         if options.kind not in KINDS:
@@ -213,7 +130,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             raise invalid_argument("options.n_mels", f"{n_mels} is outside 1..{MAX_MELS}")
         target = options.target_sample_rate_hz
         if target:
-            self._check_rate(target, "options.target_sample_rate_hz")
+            self.clips.check_rate(target, "options.target_sample_rate_hz")
         config = FeatureConfig(kind=KINDS[options.kind], n_fft=n_fft, hop_length=hop, window=WINDOWS[options.window],
                                n_mels=n_mels, center=options.center)
         return config, target
@@ -292,7 +209,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
 
     async def ExtractFeatures(self, request, context):
         config, target = self._feature_config(request.options)
-        clip = await self._clip(request.audio, "audio")
+        clip = await self.clips.read(request.audio, "audio")
         return await self._extract(clip, config, target)
 
     async def StreamFeatures(self, request_iterator, context):
@@ -308,16 +225,16 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
                 continue
             chunk = message.chunk
             chunk_count += 1
-            self._check_rate(chunk.sample_rate_hz, "chunk.sample_rate_hz")
+            self.clips.check_rate(chunk.sample_rate_hz, "chunk.sample_rate_hz")
             if rate and chunk.sample_rate_hz != rate:
                 raise invalid_argument("chunk.sample_rate_hz",
                                        f"message {index} has {chunk.sample_rate_hz} Hz but the stream started at "
                                        f"{rate} Hz; every chunk must have the same rate")
             rate = chunk.sample_rate_hz
-            samples = self._pcm_samples(chunk.samples_f32le, "chunk.samples_f32le")
-            self._check_finite(samples, "chunk.samples_f32le")
+            samples = self.clips.pcm_samples(chunk.samples_f32le, "chunk.samples_f32le")
+            self.clips.check_finite(samples, "chunk.samples_f32le")
             total += samples.size
-            self._check_duration(total, rate, "chunk.samples_f32le")
+            self.clips.check_duration(total, rate, "chunk.samples_f32le")
             chunks.append(samples)
         if index < 0:
             raise invalid_argument("chunk", "the stream carried no messages")
@@ -335,7 +252,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
         if 4 * height * width > self.settings.max_message_bytes - RESPONSE_OVERHEAD_BYTES:
             raise resource_exhausted("image.data", f"a {width}x{height} heatmap would exceed the response limit of "
                                                    f"{self.settings.max_message_bytes} bytes (SYN_MAX_MESSAGE_BYTES)")
-        clip = await self._clip(request.audio, "audio")
+        clip = await self.clips.read(request.audio, "audio")
         rate, needed = served.model.sample_rate, served.model.min_samples
         if not decoding.can_resample(clip.sample_rate, rate):
             raise invalid_argument(clip.field.replace("samples_f32le", "sample_rate_hz"),

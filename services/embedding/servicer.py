@@ -58,6 +58,7 @@ from services.embedding.store import (
 )
 from services.runtime import (
     FIT_FOR_MODELS_PX,
+    AudioLimits,
     ClipReader,
     ModelRegistry,
     ServedModel,
@@ -111,7 +112,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         own = EmbeddingSettings.from_env()
         self.models = ModelRegistry(settings, "embedding", (IMAGE_TEXT_EMBEDDING, AUDIO_TEXT_EMBEDDING),
                                     self._embed_batch, shorthands={"EMBEDDING_HF_DIR": IMAGE_TEXT_EMBEDDING})
-        self.clips = ClipReader(own.max_audio_seconds, "SYN_EMBEDDING_MAX_AUDIO_SECONDS")
+        self.clips = ClipReader(AudioLimits(own.max_audio_seconds, own.max_audio_sample_rate_hz,
+                                            own.max_audio_channels, own.max_audio_decoded_samples),
+                                setting_prefix="SYN_EMBEDDING_MAX_AUDIO_")
         self.device = self.models.device
         self.index_dir = own.index_dir
         self.store_url = own.store or self.index_dir

@@ -14,6 +14,11 @@ class EmbeddingSettings:
     models: tuple[str, ...] = ()
     # Longest clip EmbedAudio, audio items and audio queries accept (audio-text models), seconds.
     max_audio_seconds: float = field(default=30.0, metadata={"min": 0.001})
+    # Encoded audio, checked from the header before decoding (as the audio service's SYN_AUDIO_MAX_*):
+    # highest sample rate, most channels, most samples (frames x channels) one decode may produce.
+    max_audio_sample_rate_hz: int = field(default=192_000, metadata={"min": 1})
+    max_audio_channels: int = field(default=8, metadata={"min": 1})
+    max_audio_decoded_samples: int = field(default=1 << 22, metadata={"min": 1})
     # A local Hugging Face CLIPModel directory served beside them, and its model name.
     hf_dir: str = ""
     hf_name: str = ""

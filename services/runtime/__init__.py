@@ -3,7 +3,7 @@
 See services/runtime/README.md for what it provides and how a service uses it.
 """
 
-from .audio import Clip, ClipReader
+from .audio import AudioLimits, Clip, ClipReader
 from .batching import DynamicBatcher
 from .device import describe as describe_device
 from .device import select_device
@@ -37,6 +37,7 @@ from .server import ServiceHost, run_service, serve
 from .settings import REPO_ROOT, Settings, SettingsError, read_settings
 
 __all__ = [
+    "AudioLimits",
     "CURRENT",
     "Call",
     "cancelled",

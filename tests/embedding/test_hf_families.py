@@ -22,6 +22,7 @@ from synesthesia.tensors import array_to_pcm, from_tensor
 from synesthesia.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from tests import tiny_hf
 from tests.embedding.conftest import OPTIONS, png
+from tests.hostile_inputs import AUDIO_PAST_THE_LIMITS
 
 pytestmark = pytest.mark.slow
 DUAL = {"tiny-clip": "clip", "tiny-siglip": "siglip", "tiny-siglip2": "siglip2", "tiny-align": "align"}
@@ -177,3 +178,20 @@ def test_clap_refuses_images_and_clip_refuses_audio_naming_the_field(stub):
             call()
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
         assert caught.value.details().startswith(f"{field}:"), caught.value.details()
+
+
+@pytest.mark.parametrize("case", sorted(AUDIO_PAST_THE_LIMITS))
+def test_clap_audio_past_each_limit_is_refused_from_the_header_naming_the_embedding_setting(stub, case):
+    """The embedding service reads audio with the audio service's ClipReader: the same header checks
+    before any decoding, each refusal naming the embedding service's own SYN_EMBEDDING_MAX_AUDIO_* setting."""
+    make, audio_setting = AUDIO_PAST_THE_LIMITS[case]
+    setting = audio_setting.replace("SYN_AUDIO_MAX_", "SYN_EMBEDDING_MAX_AUDIO_")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.EmbedAudio(embedding_pb2.EmbedAudioRequest(audio=[common_pb2.AudioClip(encoded=make())],
+                                                        model="tiny-clap"), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
+    assert caught.value.details().startswith("audio[0].encoded:"), caught.value.details()
+    assert setting in caught.value.details(), caught.value.details()
+    # And the service keeps serving.
+    assert stub.EmbedAudio(embedding_pb2.EmbedAudioRequest(audio=[pcm(tone(440))], model="tiny-clap"),
+                           timeout=60).model == "tiny-clap"
