@@ -9,18 +9,16 @@ exactly as Localize validates it; the work runs in the service's ExplainLane.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import torch
 from synesthesia.v1 import explain_pb2
 
 from models.audio import decoding
-from models.explain import explain
 from models.explain.targets import SoundTarget
 from models.images import images_to_batch
 from services.runtime import failed_precondition, image_from_message, invalid_argument
-from services.runtime.explain import ExplainLane, explanation, method_names, options_from
+from services.runtime.explain import ExplainLane, method_names, options_from, score_and_explain
 
 SOUND_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
 
@@ -64,20 +62,11 @@ class AudioExplainer:
         image, pixels = await asyncio.to_thread(decode)
 
         def work(budget):
-            options.budget = budget
             samples = torch.from_numpy(clip.samples).to(device)
             if clip.sample_rate != config.sample_rate:
                 samples = decoding.resample(samples, clip.sample_rate, config.sample_rate)
             target = SoundTarget.of(localizer, samples.float())
-            with torch.no_grad():
-                score = float(target(pixels)[0])
-            out = []
-            for method in names:
-                budget.check_time("methods")
-                started = time.perf_counter()
-                heat = explain(method, target, pixels, options)[0].numpy()
-                out.append(explanation(method, heat, image, time.perf_counter() - started))
-            return score, out
+            return score_and_explain(target, pixels, image, names, options, budget)
 
         score, explanations = await self.lane.run(work)
         return explain_pb2.ExplainLocalizationResponse(score=score, explanations=explanations, model=served.name)

@@ -9,19 +9,17 @@ for every collection, whatever model made its vectors. All work runs in the serv
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
-import torch
 from synesthesia.v1 import explain_pb2
 
 from models.embedding.network import JointEmbedding
-from models.explain import explain, render
+from models.explain import render
 from models.explain.collections import tsne
 from models.explain.targets import MatchTarget
 from models.images import images_to_batch
 from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
-from services.runtime.explain import ExplainLane, explanation, method_names, options_from
+from services.runtime.explain import ExplainLane, method_names, options_from, score_and_explain
 
 MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
 DEFAULT_NEIGHBOURS = 10
@@ -63,17 +61,7 @@ class EmbeddingExplainer:
         image, pixels = await asyncio.to_thread(decode)
 
         def work(budget):
-            options.budget = budget
-            target = MatchTarget.of(network, text)
-            with torch.no_grad():
-                similarity = float(target(pixels)[0])
-            out = []
-            for method in names:
-                budget.check_time("methods")
-                started = time.perf_counter()
-                heat = explain(method, target, pixels, options)[0].numpy()
-                out.append(explanation(method, heat, image, time.perf_counter() - started))
-            return similarity, out
+            return score_and_explain(MatchTarget.of(network, text), pixels, image, names, options, budget)
 
         similarity, explanations = await self.lane.run(work)
         return explain_pb2.ExplainMatchResponse(similarity=similarity, explanations=explanations, model=name)

@@ -24,7 +24,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from models.explain import METHODS, Budget, BudgetError, Options
+from models.explain import METHODS, Budget, BudgetError, Options, explain
 from models.explain import render
 from models.explain.methods import DEFAULT_OCCLUSION_STRIDE_PX, DEFAULT_OCCLUSION_WINDOW_PX
 from synesthesia.tensors import to_tensor
@@ -152,3 +152,21 @@ def explanation(method: str, heatmap: np.ndarray, image: np.ndarray, seconds: fl
                                    image_width_px=width, image_height_px=height),
         overlay_png=render.png_bytes(render.overlay(image, heatmap)),
         compute_seconds=seconds)
+
+
+def score_and_explain(target, pixels, image: np.ndarray, methods: Sequence[str], options: Options,
+                      budget: Budget) -> tuple[float, list[explain_pb2.Explanation]]:
+    """The target's score for `pixels` (batch of one) and one timed explanation per method, in the lane's
+    worker: the call's time budget is checked before each method, so a long list stops where it runs out."""
+    import torch
+
+    options.budget = budget
+    with torch.no_grad():
+        score = float(target(pixels)[0])
+    out = []
+    for method in methods:
+        budget.check_time("methods")
+        started = time.perf_counter()
+        heat = explain(method, target, pixels, options)[0].numpy()
+        out.append(explanation(method, heat, image, time.perf_counter() - started))
+    return score, out
