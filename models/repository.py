@@ -50,6 +50,8 @@ ENTRY_SUFFIX = ".model.yaml"
 BUILTIN = "builtin"
 # The family is read from the directory's config.json (model_type).
 TRANSFORMERS = "transformers"
+# A reference implementation's .pth file (DF-GAN, pix2pix/CycleGAN, EZ-VSL), read with weights_only.
+PYTORCH_CHECKPOINT = "pytorch-checkpoint"
 ENTRY_KEYS = {"name", "task", "family", "path", "default", "options"}
 
 
@@ -68,9 +70,20 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)
     # Where the entry came from (an entry file, a manifest, a SYN_* shorthand), for error messages.
     origin: str = ""
+    # The directory relative file options are read from (the entry file's); None: the weights' directory.
+    base: Path | None = None
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
+
+    def path_option(self, key: str) -> Path:
+        """A required file option (e.g. a text encoder beside the weights): relative to the entry file's
+        directory, like `path`."""
+        value = self.options.get(key)
+        if not value or not isinstance(value, str):
+            raise RepositoryError(f"{self.origin}: model {self.name!r} needs options.{key}, a file path")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base or Path(self.path).parent) / path
 
 
 @dataclass
@@ -86,6 +99,9 @@ class ModelDetails:
     fingerprint: str = ""
     # A finer name than the family, e.g. "vision-encoder-decoder (deit + gpt2)".
     architecture: str = ""
+    # Where the weights came from, for ListModels: BUILTIN, TRANSFORMERS or PYTORCH_CHECKPOINT;
+    # empty: BUILTIN for the builtin family, TRANSFORMERS otherwise.
+    backend: str = ""
 
 
 def check_entry(entry: ModelEntry) -> ModelEntry:
@@ -120,7 +136,7 @@ def read_entry(path: Path) -> ModelEntry:
     return check_entry(ModelEntry(
         name=str(data.get("name") or path.name[: -len(ENTRY_SUFFIX)]), task=str(data.get("task", "")),
         family=str(data.get("family", "")), path=weights, default=bool(data.get("default", False)),
-        options=data.get("options") or {}, origin=str(path)))
+        options=data.get("options") or {}, origin=str(path), base=path.parent))
 
 
 def builtin_entry(name: str, task: str, directory: Path, origin: str) -> ModelEntry:

@@ -238,15 +238,16 @@ class ModelRegistry:
 
     def infos(self) -> list[common_pb2.ModelInfo]:
         """ListModels: every loaded model with its family, source, parameters and whether it is the default."""
-        from models.repository import BUILTIN
+        from models.repository import BUILTIN, PYTORCH_CHECKPOINT, TRANSFORMERS
 
+        backends = {BUILTIN: common_pb2.MODEL_BACKEND_BUILTIN, TRANSFORMERS: common_pb2.MODEL_BACKEND_TRANSFORMERS,
+                    PYTORCH_CHECKPOINT: common_pb2.MODEL_BACKEND_PYTORCH_CHECKPOINT}
         out = []
         for served in self.models.values():
             details = served.details
+            backend = details.backend or (BUILTIN if details.family == BUILTIN else TRANSFORMERS)
             info = common_pb2.ModelInfo(
-                name=served.name, task=served.task,
-                backend=common_pb2.MODEL_BACKEND_BUILTIN if details.family == BUILTIN
-                else common_pb2.MODEL_BACKEND_TRANSFORMERS,
+                name=served.name, task=served.task, backend=backends[backend],
                 weights_sha256=details.sha256, device=describe_device(self.device), is_default=served.is_default,
                 parameter_count=int(details.parameter_count or 0), family=details.family, source=details.source,
                 architecture=details.architecture)

@@ -12,9 +12,11 @@ class ModelBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_BACKEND_UNSPECIFIED: _ClassVar[ModelBackend]
     MODEL_BACKEND_BUILTIN: _ClassVar[ModelBackend]
     MODEL_BACKEND_TRANSFORMERS: _ClassVar[ModelBackend]
+    MODEL_BACKEND_PYTORCH_CHECKPOINT: _ClassVar[ModelBackend]
 MODEL_BACKEND_UNSPECIFIED: ModelBackend
 MODEL_BACKEND_BUILTIN: ModelBackend
 MODEL_BACKEND_TRANSFORMERS: ModelBackend
+MODEL_BACKEND_PYTORCH_CHECKPOINT: ModelBackend
 
 class Image(_message.Message):
     __slots__ = ("data", "pixels")
