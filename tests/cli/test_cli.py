@@ -193,6 +193,8 @@ def test_models_listen_overlay_and_uncut_paths(files, env, tmp_path):
     rows = json.loads(models.stdout)
     assert {"captioning", "generation", "audio", "embedding"} <= {r["service"] for r in rows}
     assert sum(r["default"] for r in rows if r["service"] == "captioning") == 1
+    assert all(r["family"] == "builtin" and r["backend"] == "builtin" and r["source"].endswith(".safetensors")
+               for r in rows)
 
     heard = syn("--json", "--out", str(tmp_path), "listen", str(folder / "scene.png"), str(folder / "sound.wav"),
                 env=env)

@@ -529,13 +529,14 @@ def models() -> None:
         listed = client.models()
     rows = [{"service": service, "name": m.name, "task": m.task,
              "backend": common_pb2.ModelBackend.Name(m.backend).removeprefix("MODEL_BACKEND_").lower(),
+             "family": m.family, "architecture": m.architecture, "source": m.source,
              "device": m.device, "default": m.is_default, "parameters": m.parameter_count,
              "weights_sha256": m.weights_sha256} for service, infos in listed.items() for m in infos]
     if state.as_json:
         return emit_json(rows)
-    cells = [[r["service"], r["name"], r["task"], r["backend"], r["device"], "yes" if r["default"] else "",
-              f"{r['parameters']:,}"] for r in rows]
-    headers = ["service", "model", "task", "backend", "device", "default", "parameters"]
+    cells = [[r["service"], r["name"], r["task"], r["backend"], r["family"], r["device"], "yes" if r["default"] else "",
+              f"{r['parameters']:,}", r["source"]] for r in rows]
+    headers = ["service", "model", "task", "backend", "family", "device", "default", "parameters", "source"]
     table = Table(*(uncut_column(h, [c[i] for c in cells]) for i, h in enumerate(headers)))
     for row in cells:
         table.add_row(*row)
