@@ -76,14 +76,6 @@ class EmbeddingExplainer:
                 break
         return found
 
-    @staticmethod
-    def _vector_of(store, name: str, item_id: str):
-        for batch in store.items(name):
-            for item in batch:
-                if item.id == item_id:
-                    return item.vector
-        return None
-
     async def item_neighbors(self, request) -> explain_pb2.ItemNeighborsResponse:
         servicer = self.servicer
         servicer._check_loaded()
@@ -93,10 +85,10 @@ class EmbeddingExplainer:
         if not request.id:
             raise invalid_argument("id", "give the id of a stored item")
         info = await servicer._collection(request.collection)
-        vector = await servicer._store(self._vector_of, servicer.store, info.name, request.id)
-        if vector is None:
+        item = await servicer._store(servicer.store.item, info.name, request.id)
+        if item is None:
             raise not_found("id", f"no item {request.id[:64]!r} in collection {info.name!r}")
-        hits = await servicer._store(servicer.store.search, info.name, vector, top_k + 1)
+        hits = await servicer._store(servicer.store.search, info.name, item.vector, top_k + 1)
         return explain_pb2.ItemNeighborsResponse(neighbors=[
             explain_pb2.Neighbor(id=h.id, score=h.score, metadata=h.metadata) for h in hits if h.id != request.id][:top_k])
 

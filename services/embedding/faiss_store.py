@@ -411,6 +411,14 @@ class _Collection:
             if live:
                 yield [StoredItem(id_, vectors[k], metadata) for k, (_, id_, metadata) in enumerate(live)]
 
+    def item(self, item_id: str) -> StoredItem | None:
+        with self._lock:
+            label = self._labels.get(item_id)
+            if label is None:
+                return None
+            vector = self._index.reconstruct(int(label))
+            return StoredItem(item_id, np.asarray(vector, dtype=np.float32), dict(self._items[label][1]))
+
     # snapshots -----------------------------------------------------------------------------
     def _maybe_snapshot(self) -> None:
         if self.store.snapshot_every and self._log_records >= self.store.snapshot_every:
@@ -608,6 +616,9 @@ class FaissStore(CollectionStore):
 
     def items(self, name: str, batch_size: int = 1000) -> Iterator[list[StoredItem]]:
         return self._get(name).items(batch_size)
+
+    def item(self, name: str, item_id: str) -> StoredItem | None:
+        return self._get(name).item(item_id)
 
     def drop(self, name: str) -> bool:
         check_name(name)

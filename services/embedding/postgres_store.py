@@ -288,6 +288,15 @@ class PostgresStore(CollectionStore):
                    for id_, vector, metadata in rows]
             after = rows[-1][0]
 
+    def item(self, name: str, item_id: str) -> StoredItem | None:
+        with self._transaction() as conn:
+            _, table = self._lookup(conn, name)
+            row = conn.execute(sql.SQL("SELECT embedding, metadata FROM {} WHERE id = %s").format(self._table(table)),
+                               (item_id,)).fetchone()
+        if row is None:
+            return None
+        return StoredItem(item_id, np.asarray(row[0].to_numpy(), dtype=np.float32), dict(row[1]))
+
     def drop(self, name: str) -> bool:
         check_name(name)
         with self._transaction() as conn:

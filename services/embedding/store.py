@@ -170,6 +170,15 @@ class CollectionStore(ABC):
     def items(self, name: str, batch_size: int = 1000) -> Iterator[list[StoredItem]]:
         """Every item with its stored vector, in batches (for copying a collection to another store)."""
 
+    def item(self, name: str, item_id: str) -> StoredItem | None:
+        """One item by id with its stored vector, or None. Backends override this with their own
+        lookup by id (an index, a primary key); this default scans `items`."""
+        for batch in self.items(name):
+            for found in batch:
+                if found.id == item_id:
+                    return found
+        return None
+
     @abstractmethod
     def drop(self, name: str) -> bool:
         """Remove a collection and its items for good; False when there was none."""

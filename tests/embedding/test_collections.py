@@ -165,6 +165,24 @@ def test_items_gives_back_every_vector_in_batches(open_store):
         assert got[f"k{i:02d}"].metadata == {"i": str(i)}
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_item_by_id_follows_replacement_and_deletion(open_store, kind):
+    store = open_store(index_kind=kind)
+    store.create("a", "m", "fp", DIM)
+    v = unit_vectors(12, seed=6)
+    store.upsert("a", [f"k{i}" for i in range(12)], v, [{"i": str(i)} for i in range(12)])
+    found = store.item("a", "k4")
+    assert found.id == "k4" and found.metadata == {"i": "4"}
+    np.testing.assert_allclose(found.vector, v[4], atol=1e-6)
+    store.upsert("a", ["k4"], v[9:10], [{"i": "new"}])
+    np.testing.assert_allclose(store.item("a", "k4").vector, v[9], atol=1e-6)
+    assert store.item("a", "k4").metadata == {"i": "new"}
+    store.delete("a", ["k4"])
+    assert store.item("a", "k4") is None and store.item("a", "never") is None
+    with pytest.raises(CollectionNotFound):
+        store.item("nope", "k1")
+
+
 def test_concurrent_writers_lose_nothing(open_store):
     store = open_store(snapshot_every=5)
     store.create("a", "m", "fp", DIM)
