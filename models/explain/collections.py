@@ -1,6 +1,9 @@
-"""Embedding analysis: nearest neighbours of an item and a 2-D t-SNE map of a collection (scikit-learn)."""
+"""Embedding analysis: nearest neighbours of an item and a 2-D map of a collection, by t-SNE (scikit-learn)
+or UMAP (umap-learn, where installed: `UmapMissing` otherwise)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -34,3 +37,34 @@ def tsne(vectors: np.ndarray, perplexity: float = 0.0, seed: int = 0, budget: Bu
     embedding = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed,
                      max_iter=500)
     return embedding.fit_transform(np.asarray(vectors, dtype=np.float32)).astype(np.float32)
+
+
+class UmapMissing(RuntimeError):
+    """umap-learn is not installed here (it is optional: `uv pip install umap-learn`)."""
+
+
+def default_neighbours(count: int) -> int:
+    """UMAP's usual 15 neighbours, fewer for a small map (it needs fewer than the number of points)."""
+    return max(2, min(15, count - 1))
+
+
+def umap(vectors: np.ndarray, neighbours: int = 0, seed: int = 0, budget: Budget | None = None) -> np.ndarray:
+    """[N, D] -> [N, 2] by UMAP (McInnes et al., 2018), cosine distances, spectral initialisation; the same
+    seed gives the same map (a seed makes umap-learn single-threaded, which is what a shared lane wants)."""
+    (budget or Budget()).check_points(len(vectors), "max_items")
+    count = len(vectors)
+    if count < 3:
+        raise ValueError("max_items: a UMAP map needs at least 3 items")
+    neighbours = neighbours or default_neighbours(count)
+    if not 2 <= neighbours < count:
+        raise ValueError(f"umap_neighbors: {neighbours} must be 2 or more and below the number of items ({count})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba's and umap's notices about threads and seeds
+            from umap import UMAP
+    except ImportError:
+        raise UmapMissing("umap-learn is not installed on this server") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        layout = UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1)
+        return layout.fit_transform(np.asarray(vectors, dtype=np.float32)).astype(np.float32)

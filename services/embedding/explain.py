@@ -1,5 +1,5 @@
 """Explanations on the embedding service: why an image matches a text (ExplainMatch), the neighbours of a
-stored item (ItemNeighbors) and a t-SNE map of a collection (MapCollection).
+stored item (ItemNeighbors) and a t-SNE or UMAP map of a collection (MapCollection).
 
 ExplainMatch explains the built-in image-text models (Grad-CAM on the image CNN's last block, guided
 back-propagation, input gradients and occlusion of the cosine similarity); the neighbours and the map work
@@ -15,13 +15,16 @@ from synesthesia.v1 import explain_pb2
 
 from models.embedding.network import JointEmbedding
 from models.explain import render
-from models.explain.collections import tsne
+from models.explain.collections import UmapMissing, tsne, umap
 from models.explain.targets import MatchTarget
 from models.images import images_to_batch
 from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
 from services.runtime.explain import ExplainLane, method_names, options_from, score_and_explain
 
 MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
+# MapCollection's layouts (UNSPECIFIED = t-SNE).
+MAP_METHODS = {explain_pb2.MAP_METHOD_UNSPECIFIED: "tsne", explain_pb2.MAP_METHOD_TSNE: "tsne",
+               explain_pb2.MAP_METHOD_UMAP: "umap"}
 DEFAULT_NEIGHBOURS = 10
 MAX_NEIGHBOURS = 1000
 
@@ -103,6 +106,11 @@ class EmbeddingExplainer:
                                                 "(limit set by SYN_EXPLAIN_MAX_POINTS)")
         if request.perplexity < 0:
             raise invalid_argument("perplexity", f"{request.perplexity:g} is negative (0 = automatic)")
+        if request.umap_neighbors < 0:
+            raise invalid_argument("umap_neighbors", f"{request.umap_neighbors} is negative (0 = automatic)")
+        if request.method not in MAP_METHODS:
+            raise invalid_argument("method", f"{request.method} is not a map method; choose TSNE or UMAP")
+        method = MAP_METHODS[request.method]
         info = await servicer._collection(request.collection)
         items = await servicer._store(self._first_items, servicer.store, info.name, request.max_items or limit)
         if len(items) < 2:
@@ -112,7 +120,12 @@ class EmbeddingExplainer:
         def work(budget):
             vectors = np.stack([item.vector for item in items])
             try:
-                points = tsne(vectors, request.perplexity, int(request.seed), budget)
+                if method == "umap":
+                    points = umap(vectors, request.umap_neighbors, int(request.seed), budget)
+                else:
+                    points = tsne(vectors, request.perplexity, int(request.seed), budget)
+            except UmapMissing as exc:
+                raise failed_precondition("method", f"UMAP: {exc} (install umap-learn, or use TSNE)") from None
             except ValueError as exc:
                 field, _, why = str(exc).partition(": ")
                 raise invalid_argument(field, why) from None
@@ -121,6 +134,6 @@ class EmbeddingExplainer:
             return explain_pb2.MapCollectionResponse(
                 points=[explain_pb2.MapPoint(id=item.id, x=float(p[0]), y=float(p[1]), label=label)
                         for item, p, label in zip(items, points, labels)],
-                picture_png=render.png_bytes(picture), method="tsne")
+                picture_png=render.png_bytes(picture), method=method)
 
         return await self.lane.run(work)

@@ -80,6 +80,33 @@ def test_a_tsne_map_has_a_point_per_item_labelled_and_is_seeded(embedding, colle
     assert "SYN_EXPLAIN_MAX_POINTS" in caught.value.details() and "max_items" in violations(caught.value)
 
 
+def test_a_umap_map_is_seeded_and_keeps_neighbours_together(embedding, collection):
+    request = E.MapCollectionRequest(collection="explain-map", label_key="shape", seed=3, method=E.MAP_METHOD_UMAP,
+                                     umap_neighbors=5)
+    answer = embedding.MapCollection(request, timeout=180)  # the first call compiles umap-learn's numba code
+    assert answer.method == "umap" and [p.id for p in answer.points] == [f"s{i:02d}" for i in range(24)]
+    xy = np.array([(p.x, p.y) for p in answer.points])
+    assert np.isfinite(xy).all() and np.ptp(xy, axis=0).min() > 0
+    assert np.allclose(xy, np.array([(p.x, p.y) for p in embedding.MapCollection(request, timeout=120).points]))
+    # A map keeps what the embedding finds close: each item's nearest map point is one of its embedding
+    # neighbours far more often than chance (5 of 23 others).
+    vectors = {}
+    for item_id in (p.id for p in answer.points):
+        near = embedding.ItemNeighbors(E.ItemNeighborsRequest(collection="explain-map", id=item_id, top_k=5),
+                                       timeout=60)
+        vectors[item_id] = {n.id for n in near.neighbors}
+    ids = [p.id for p in answer.points]
+    distance = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+    kept = np.mean([ids[int(distance[i].argmin())] in vectors[ids[i]] for i in range(len(ids))])
+    assert kept > 0.5, kept
+    for bad, field in ((E.MapCollectionRequest(collection="explain-map", method=E.MAP_METHOD_UMAP,
+                                               umap_neighbors=24), "umap_neighbors"),
+                       (E.MapCollectionRequest(collection="explain-map", method=99), "method")):
+        with pytest.raises(grpc.RpcError) as caught:
+            embedding.MapCollection(bad, timeout=60)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in violations(caught.value)
+
+
 def test_the_sound_score_is_explained(audio):
     scene = render_scene(EVAL_SEEDS.start + 900_021, objects=2)
     clip = common_pb2.AudioClip(pcm=common_pb2.Pcm(samples_f32le=array_to_pcm(scene.audio), sample_rate_hz=16000))

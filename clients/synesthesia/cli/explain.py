@@ -8,7 +8,7 @@
     syn explain match scene.png "a small red circle"  # why the image matches the text
     syn explain sound scene.png sound.wav             # which pixels sound like the clip
     syn explain neighbors my-collection item-7
-    syn explain map my-collection --label-key shape   # t-SNE map of a collection
+    syn explain map my-collection --label-key shape   # t-SNE (or --method umap) map of a collection
 """
 
 from __future__ import annotations
@@ -201,13 +201,20 @@ def neighbors(collection: str, item: str, top_k: int = typer.Option(10, help="ne
 @rpc
 def map_collection(collection: str, label_key: str = typer.Option("", help="metadata key that colours the points"),
                    max_items: int = typer.Option(0, help="items to map (0: all, up to the server's limit)"),
+                   method: str = typer.Option("tsne", help="tsne or umap (umap where the server has umap-learn)"),
                    perplexity: float = typer.Option(0.0, help="t-SNE perplexity (0: automatic)"),
+                   neighbors: int = typer.Option(0, help="UMAP n_neighbors (0: automatic)"),
                    seed: int = typer.Option(0, help="seed")) -> None:
-    """A 2-D t-SNE map of a collection: a picture plus a JSON file of coordinates."""
+    """A 2-D t-SNE or UMAP map of a collection: a picture plus a JSON file of coordinates."""
+    key = f"MAP_METHOD_{method.upper()}"
+    if method.lower() != method or key not in E.MapMethod.keys() or key == "MAP_METHOD_UNSPECIFIED":
+        raise typer.BadParameter(f"unknown map method {method!r}; known: tsne, umap", param_hint="--method")
     reply = _call(map_collection=E.MapCollectionRequest(collection=collection, label_key=label_key,
                                                         max_items=max_items, perplexity=perplexity,
+                                                        method=E.MapMethod.Value(key), umap_neighbors=neighbors,
                                                         seed=seed)).map_collection
     state.out.mkdir(parents=True, exist_ok=True)
-    points = state.out / f"{collection}_tsne.json"
+    points = state.out / f"{collection}_{reply.method}.json"
     points.write_text(json.dumps([{"id": p.id, "x": p.x, "y": p.y, "label": p.label} for p in reply.points]))
-    _picture(f"{collection}_tsne.png", reply.picture_png, {"points": len(reply.points), "coordinates": str(points)})
+    _picture(f"{collection}_{reply.method}.png", reply.picture_png,
+             {"points": len(reply.points), "coordinates": str(points)})

@@ -26,6 +26,12 @@ class JudgeVisualization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JUDGE_VISUALIZATION_CLASS: _ClassVar[JudgeVisualization]
     JUDGE_VISUALIZATION_FIRST_LAYER_FILTERS: _ClassVar[JudgeVisualization]
     JUDGE_VISUALIZATION_TOP_PATCHES: _ClassVar[JudgeVisualization]
+
+class MapMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MAP_METHOD_UNSPECIFIED: _ClassVar[MapMethod]
+    MAP_METHOD_TSNE: _ClassVar[MapMethod]
+    MAP_METHOD_UMAP: _ClassVar[MapMethod]
 EXPLAIN_METHOD_UNSPECIFIED: ExplainMethod
 EXPLAIN_METHOD_GRAD_CAM: ExplainMethod
 EXPLAIN_METHOD_GUIDED_GRAD_CAM: ExplainMethod
@@ -39,6 +45,9 @@ JUDGE_VISUALIZATION_UNSPECIFIED: JudgeVisualization
 JUDGE_VISUALIZATION_CLASS: JudgeVisualization
 JUDGE_VISUALIZATION_FIRST_LAYER_FILTERS: JudgeVisualization
 JUDGE_VISUALIZATION_TOP_PATCHES: JudgeVisualization
+MAP_METHOD_UNSPECIFIED: MapMethod
+MAP_METHOD_TSNE: MapMethod
+MAP_METHOD_UMAP: MapMethod
 
 class ExplainOptions(_message.Message):
     __slots__ = ("occlusion_window_px", "occlusion_stride_px")
@@ -232,18 +241,22 @@ class Neighbor(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class MapCollectionRequest(_message.Message):
-    __slots__ = ("collection", "max_items", "perplexity", "label_key", "seed")
+    __slots__ = ("collection", "max_items", "perplexity", "label_key", "seed", "method", "umap_neighbors")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
     PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
     LABEL_KEY_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    UMAP_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     max_items: int
     perplexity: float
     label_key: str
     seed: int
-    def __init__(self, collection: _Optional[str] = ..., max_items: _Optional[int] = ..., perplexity: _Optional[float] = ..., label_key: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    method: MapMethod
+    umap_neighbors: int
+    def __init__(self, collection: _Optional[str] = ..., max_items: _Optional[int] = ..., perplexity: _Optional[float] = ..., label_key: _Optional[str] = ..., seed: _Optional[int] = ..., method: _Optional[_Union[MapMethod, str]] = ..., umap_neighbors: _Optional[int] = ...) -> None: ...
 
 class MapPoint(_message.Message):
     __slots__ = ("id", "x", "y", "label")
