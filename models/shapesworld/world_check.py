@@ -48,30 +48,45 @@ def _as_canvas(pixels) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def _palette() -> tuple[np.ndarray, np.ndarray]:
+    """Every object body (each colour at each brightness) and, per body, its colour's night rim."""
+    colours = np.asarray(list(COLOURS.values()), np.float64)                     # [C, 3]
+    rims = colours + NIGHT_RIM_WHITE_MIX * (255.0 - colours)                     # [C, 3]
+    bodies = colours[:, None, :] * np.asarray(BRIGHTNESS)[None, :, None]         # [C, B, 3]
+    return bodies.reshape(-1, 3), np.repeat(rims, len(BRIGHTNESS), axis=0)
+
+
+_BODIES, _BODY_RIMS = _palette()
+_RIMS = np.unique(_BODY_RIMS, axis=0)
+
+
 def _segments(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The colours a scene's pixel can take, as segments (start, end): the background blended with an
     object's body (its colour at a brightness) or with a night object's rim (its colour mixed 20 %
-    towards white), and a rim blended with its body."""
-    starts, ends = [], []
-    for rgb in COLOURS.values():
-        colour = np.asarray(rgb, np.float32)
-        rim = colour + NIGHT_RIM_WHITE_MIX * (255.0 - colour)
-        for body in (colour * b for b in BRIGHTNESS):
-            starts += [background, rim]
-            ends += [body, body]
-        starts.append(background)
-        ends.append(rim)
-    return np.array(starts), np.array(ends)
+    towards white), and a rim blended with its body. Only the background varies between scenes."""
+    background = np.broadcast_to(np.asarray(background, np.float64), (len(_BODIES) + len(_RIMS), 3))
+    starts = np.concatenate([background, _BODY_RIMS])
+    ends = np.concatenate([_BODIES, _RIMS, _BODIES])
+    return starts, ends
 
 
 def _distance_to_blends(points: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Each point's smallest L2 distance to one of the scene's colour segments."""
+    """Each point's smallest L2 distance to one of the scene's colour segments.
+
+    Expanded into dot products, |p - s - t d|^2 = |p - s|^2 - 2 t (p - s).d + t^2 |d|^2 with
+    (p - s).d = p.d - s.d, so the work is two [N, 3] x [3, K] products and a few [N, K] passes instead
+    of [N, K, 3] temporaries (it runs for every image a built-in model is given; 3x cheaper). In
+    float64, so the expansion loses nothing against the direct float32 difference.
+    """
     starts, ends = _segments(background)
+    points = points.astype(np.float64)
     direction = ends - starts                                       # [K, 3]
-    offset = points[:, None, :] - starts                            # [N, K, 3]
-    t = np.clip((offset * direction).sum(-1) / np.maximum((direction ** 2).sum(-1), 1e-6), 0.0, 1.0)
-    nearest = starts + t[..., None] * direction                     # [N, K, 3]
-    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(-1)).min(1)
+    length2 = (direction ** 2).sum(-1)                              # [K]
+    along = points @ direction.T - (starts * direction).sum(-1)     # [N, K]: (p - s).d
+    t = np.clip(along / np.maximum(length2, 1e-6), 0.0, 1.0)
+    to_start2 = (points ** 2).sum(-1)[:, None] - 2.0 * points @ starts.T + (starts ** 2).sum(-1)
+    squared = to_start2 - 2.0 * t * along + t * t * length2
+    return np.sqrt(np.maximum(squared.min(1), 0.0))
 
 
 def outside_reason(pixels) -> str:
@@ -87,7 +102,7 @@ def outside_reason(pixels) -> str:
     night = (background <= 45 + 25).all()
     if not (day or night):
         return "its background is neither ShapesWorld's light day nor its dark night"
-    foreground = np.abs(canvas - background).max(-1) > BACKGROUND_TOLERANCE
+    foreground = (np.abs(canvas.reshape(-1, 3) - background) > BACKGROUND_TOLERANCE).any(1).reshape(canvas.shape[:2])
     share = float(foreground.mean())
     if share > MAX_FOREGROUND:
         return f"{share:.0%} of it is not background (a scene's one or two objects cover at most about 40%)"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.shapesworld import EVAL_SEEDS, render_scene
-from models.shapesworld.world_check import outside_reason, warning_for
+from models.shapesworld.world_check import _distance_to_blends, _segments, outside_reason, warning_for
 from tests.captioning.test_other_renderer import draw_scene
 
 # skimage.data's bundled photographs (the rest of its samples are drawings, text, or downloads).
@@ -56,3 +56,18 @@ def test_the_warning_names_the_model_and_the_reason():
     (warning,) = warning_for("captioning", np.full((64, 64, 3), (30, 120, 200), np.uint8))
     assert "'captioning'" in warning and "ShapesWorld" in warning and "neither" in warning
     assert warning_for("captioning", render_scene(EVAL_SEEDS[0]).image) == []
+
+
+def test_distance_to_blends_is_the_point_to_segment_distance():
+    """The dot-product form (run for every image a built-in sees) against the plain definition:
+    the distance from each point to the nearest point of each segment, in float64."""
+    rng = np.random.default_rng(11)
+    for background in (np.array([215.0, 200.0, 230.0]), np.array([20.0, 30.0, 12.0]), rng.uniform(0, 255, 3)):
+        points = np.concatenate([rng.uniform(0, 255, (400, 3)), rng.integers(0, 256, (100, 3))]).astype(np.float32)
+        starts, ends = _segments(background)
+        direction = ends - starts
+        offset = points[:, None, :].astype(np.float64) - starts
+        t = np.clip((offset * direction).sum(-1) / (direction ** 2).sum(-1), 0.0, 1.0)
+        expected = np.linalg.norm(offset - t[..., None] * direction, axis=-1).min(1)
+        np.testing.assert_allclose(_distance_to_blends(points, background), expected, rtol=0, atol=1e-3)
+    assert len(starts) == 6 * (2 * 4 + 1)  # per colour: background->body and rim->body at 4 brightnesses, background->rim
