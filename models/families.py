@@ -45,6 +45,7 @@ FAMILIES: dict[tuple[str, str], str] = {
     (SOUND_LOCALIZATION, BUILTIN): "models.audio.builtin",
     (TEXT_TO_IMAGE, BUILTIN): "models.generation.text2image",
     (IMAGE_TO_IMAGE, BUILTIN): "models.generation.image_to_image",
+    (IMAGE_TO_IMAGE, "cyclegan-pix2pix"): "models.generation.cyclegan_pix2pix",
 }
 # Checks every loaded model passes before its service reports SERVING (task -> module with `self_test`).
 INTERFACES: dict[str, str] = {

@@ -61,6 +61,10 @@ class ImageToImageModel:
             y = self.network(x)
         return ((y + 1.0) / 2.0).clamp(0.0, 1.0).to(batch.device)
 
+    def work_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size an image of any size is run at: the training size."""
+        return IMAGE_SIZE, IMAGE_SIZE
+
     def translate_images(self, images: list) -> list[np.ndarray]:
         """PIL RGB images of any sizes -> uint8 [H, W, 3] translations at each input's size: the network
         works at its training size (bicubic resize there and back)."""

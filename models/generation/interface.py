@@ -9,6 +9,7 @@ Text-to-image::
 Image-to-image::
 
     model.translate_images([PIL RGB image, ...])                  # -> uint8 [H, W, 3] each, at its input's size
+    model.work_size(width, height)                                # the (width, height) the network runs at
 
 A generator's output for a (prompt, noise) must not depend on its batch-mates, so equal
 seeds give equal bytes.
@@ -42,6 +43,10 @@ class ImageToImageTranslator(Protocol):
     details: ModelDetails
 
     def translate_images(self, images: list[Image.Image]) -> list[np.ndarray]: ...
+
+    # What one image costs (SYN_GENERATION_MAX_TRANSLATE_PIXELS bounds it): the training size for a
+    # network that resizes, the padded input size for one served at the input's size.
+    def work_size(self, width: int, height: int) -> tuple[int, int]: ...
 
 
 def self_test(model) -> None:

@@ -29,6 +29,7 @@ from services.runtime import (
     encode_png,
     invalid_argument,
     not_found,
+    resource_exhausted,
 )
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ class ImageJob:
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        chunk = GenerationSettings.from_env().chunk
+        own = GenerationSettings.from_env()
+        self.max_translate_pixels = own.max_translate_pixels
         self.models = ModelRegistry(settings, "generation", (TEXT_TO_IMAGE, IMAGE_TO_IMAGE), self._forward,
-                                    default_options={"chunk": chunk}, flagged_default_only=(IMAGE_TO_IMAGE,))
+                                    default_options={"chunk": own.chunk}, flagged_default_only=(IMAGE_TO_IMAGE,))
         if self.models.device.type == "cuda":
             # Same reason as the fixed chunk: no run-to-run algorithm choice.
             torch.backends.cudnn.benchmark = False
@@ -100,6 +102,12 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         served = self._model(request.model, IMAGE_TO_IMAGE, "ImageToImage")
         image = await in_thread("decoding the image", decode_image, request.image.data, "image.data",
                                 self.settings)
+        width, height = self._work_size(served, image)
+        if width * height > self.max_translate_pixels:
+            raise resource_exhausted("image.data", f"a {image.width}x{image.height} image runs through "
+                                     f"'{served.name}' at {width}x{height} ({width * height:,} pixels), over "
+                                     f"SYN_GENERATION_MAX_TRANSLATE_PIXELS ({self.max_translate_pixels:,}); "
+                                     "send a smaller image")
         pixels = await served.submit(ImageJob(image))
         png = await in_thread("encoding the image", encode_png, pixels)
         return generation_pb2.ImageToImageResponse(image=common_pb2.Image(data=png), model=served.name)
@@ -131,10 +139,24 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     # --- the batch function (the model's batcher thread, inference mode) -------------------
 
     @staticmethod
-    def _forward(served, jobs: list) -> list:
+    def _work_size(served, image: Image.Image) -> tuple[int, int]:
+        """The size the model runs `image` at (models/generation/interface.py)."""
+        return served.model.work_size(image.width, image.height)
+
+    def _forward(self, served, jobs: list) -> list:
         if served.task == TEXT_TO_IMAGE:
             return served.model.generate([job.tokens for job in jobs], [job.noise for job in jobs])
-        return served.model.translate_images([job.image for job in jobs])
+        # Sub-batches of at most SYN_GENERATION_MAX_TRANSLATE_PIXELS, so a full batch of large images
+        # costs what one of the largest does.
+        out, chunk, pixels = [], [], 0
+        for job in jobs:
+            width, height = self._work_size(served, job.image)
+            if chunk and pixels + width * height > self.max_translate_pixels:
+                out += served.model.translate_images(chunk)
+                chunk, pixels = [], 0
+            chunk.append(job.image)
+            pixels += width * height
+        return out + served.model.translate_images(chunk)
 
 
 def _noise(seed: int, count: int, dim: int) -> torch.Tensor:

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 from services.runtime import read_settings
 
 DEFAULT_CHUNK = 8
+# 1920 x 1088 (Full HD padded to a ResNet's multiple of 4): about 2 GB of float32 activations at ngf 64.
+DEFAULT_MAX_TRANSLATE_PIXELS = 1920 * 1088
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     # Images generated per forward pass: a fixed chunk keeps results independent of batch make-up.
     chunk: int = field(default=DEFAULT_CHUNK, metadata={"min": 1})
+    # Largest image (width x height, after padding) an image-to-image network runs at, and the most
+    # pixels one forward pass holds: networks served at the input's size cost memory per pixel.
+    max_translate_pixels: int = field(default=DEFAULT_MAX_TRANSLATE_PIXELS, metadata={"min": 64 * 64})
 
     @classmethod
     def from_env(cls) -> "GenerationSettings":
