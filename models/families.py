@@ -31,11 +31,15 @@ from models.repository import (
     RepositoryError,
 )
 
+# A captioning model_type with no line of its own, served through AutoModelForImageTextToText.
+GENERIC_CAPTIONING = "image-text-to-text"
+
 FAMILIES: dict[tuple[str, str], str] = {
     (CAPTIONING, BUILTIN): "models.captioning.builtin",
     (CAPTIONING, "vision-encoder-decoder"): "models.captioning.hf_vision_encoder_decoder",
     (CAPTIONING, "blip"): "models.captioning.hf_blip",
     (CAPTIONING, "git"): "models.captioning.hf_git",
+    (CAPTIONING, GENERIC_CAPTIONING): "models.captioning.hf_image_text_to_text",
     (IMAGE_TEXT_EMBEDDING, BUILTIN): "models.embedding.builtin",
     (IMAGE_TEXT_EMBEDDING, "clip"): "models.embedding.hf_dual_encoder",
     (IMAGE_TEXT_EMBEDDING, "siglip"): "models.embedding.hf_dual_encoder",
@@ -56,8 +60,6 @@ INTERFACES: dict[str, str] = {
     TEXT_TO_IMAGE: "models.generation.interface",
     SOUND_LOCALIZATION: "models.audio.interface",
 }
-# A captioning model_type with no line of its own, served through AutoModelForImageTextToText.
-GENERIC_CAPTIONING = "image-text-to-text"
 
 
 def model_type(directory: Path) -> str:

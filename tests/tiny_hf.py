@@ -163,3 +163,77 @@ def clap(directory: Path) -> Path:
     ClapFeatureExtractor(feature_size=16, sampling_rate=16000, max_length_s=1, fft_window_size=512, hop_length=250,
                          truncation="rand_trunc", padding="repeatpad").save_pretrained(directory)
     return Path(directory)
+
+
+# --- image-text-to-text models (the generic captioning family) -------------------------------------
+IMAGE_TOKEN = "<image>"
+
+
+def _with_image_token(*args, **kwargs):
+    """The word tokenizer plus an `<image>` special token (id len(WORDS)), as multimodal tokenizers have."""
+    tokenizer = word_tokenizer(*args, **kwargs)
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    return tokenizer
+
+
+def blip2(directory: Path) -> Path:
+    """BLIP-2: ViT -> Q-Former (4 learned queries) -> an OPT language model."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+
+    config = Blip2Config(
+        vision_config=dict(image_size=32, patch_size=8, **SMALL),
+        qformer_config=dict(vocab_size=len(WORDS), max_position_embeddings=32, encoder_hidden_size=32,
+                            cross_attention_frequency=1, **SMALL),
+        text_config=dict(model_type="opt", vocab_size=len(WORDS) + 1, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, ffn_dim=37, word_embed_proj_dim=32, max_position_embeddings=64,
+                         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD),
+        num_query_tokens=4, image_token_index=len(WORDS))
+    torch.manual_seed(0)
+    model = Blip2ForConditionalGeneration(config)
+    _keep_to_words(model, BOS, EOS)
+    model.save_pretrained(directory)
+    Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), _with_image_token(),
+                   num_query_tokens=4).save_pretrained(directory)
+    return Path(directory)
+
+
+def pix2struct(directory: Path) -> Path:
+    """Pix2Struct: variable-resolution 8x8 patches (at most 16) -> a T5-style decoder with cross-attention."""
+    from transformers import (
+        Pix2StructConfig, Pix2StructForConditionalGeneration, Pix2StructImageProcessor, Pix2StructProcessor,
+    )
+
+    small = dict(hidden_size=32, d_kv=16, d_ff=37, num_heads=2)
+    config = Pix2StructConfig(
+        text_config=dict(vocab_size=len(WORDS), num_layers=1, decoder_start_token_id=BOS, pad_token_id=PAD,
+                         eos_token_id=EOS, **small),
+        vision_config=dict(hidden_size=32, d_kv=16, d_ff=37, num_attention_heads=2, num_hidden_layers=1,
+                           patch_embed_hidden_size=8 * 8 * 3, seq_len=16),
+        decoder_start_token_id=BOS, pad_token_id=PAD, eos_token_id=EOS)
+    torch.manual_seed(0)
+    model = Pix2StructForConditionalGeneration(config)
+    _keep_to_words(model, BOS, EOS)
+    model.save_pretrained(directory)
+    Pix2StructProcessor(Pix2StructImageProcessor(patch_size={"height": 8, "width": 8}, max_patches=16),
+                        word_tokenizer()).save_pretrained(directory)
+    return Path(directory)
+
+
+def llava(directory: Path) -> Path:
+    """LLaVA: a CLIP vision tower (16 patches, [CLS] dropped) -> projector -> a Llama language model."""
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    config = LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", image_size=32, patch_size=8, num_hidden_layers=2,
+                           **{k: v for k, v in SMALL.items() if k != "num_hidden_layers"}),
+        text_config=dict(model_type="llama", vocab_size=len(WORDS) + 1, max_position_embeddings=64, head_dim=16,
+                         num_key_value_heads=2, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, **SMALL),
+        image_token_index=len(WORDS), vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    _keep_to_words(model, BOS, EOS)
+    model.save_pretrained(directory)
+    LlavaProcessor(CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                   _with_image_token(), patch_size=8, vision_feature_select_strategy="default",
+                   num_additional_image_tokens=1).save_pretrained(directory)
+    return Path(directory)

@@ -1,12 +1,13 @@
 """Every Hugging Face captioning family through the real Captioning service, from a model repository.
 
 The test saves tiny random models in each family's real on-disk format (tests/tiny_hf.py):
-vision-encoder-decoder with a ViT, a DeiT (two extra tokens) and a Donut Swin encoder, BLIP
-and GIT; writes one `<name>.model.yaml` entry for each plus an explicit entry for the
-built-in checkpoint (the default), points SYN_MODEL_REPOSITORY at that directory and
-calls the service over gRPC. Each served caption must equal the family's own `generate`
-decoded in-process, and every family that attends from text to image patches must give
-each word a map over its patch grid.
+vision-encoder-decoder with a ViT, a DeiT (two extra tokens) and a Donut Swin encoder, BLIP,
+GIT, and through the generic image-text-to-text family BLIP-2, Pix2Struct and LLaVA; writes
+one `<name>.model.yaml` entry for each plus an explicit entry for the built-in checkpoint
+(the default), points SYN_MODEL_REPOSITORY at that directory and calls the service over
+gRPC. Each served caption must equal the family's own `generate` decoded in-process, and
+every family that attends from text to image patches must give each word a map over its
+patch grid; BLIP-2 (whose language model reads learned queries, not patches) gives none.
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ from tests.captioning.conftest import OPTIONS, caption_request, encode, stream_r
 
 pytestmark = pytest.mark.slow
 IMAGE = Image.fromarray(render_scene(EVAL_SEEDS[36001]).image).resize((90, 70))
+GENERIC = "image-text-to-text"
 FAMILIES = {  # entry name -> (builder, family ListModels reports, words in its architecture)
     "tiny-vit": (lambda d: tiny_hf.vision_encoder_decoder(d, "vit"), "vision-encoder-decoder", "vit"),
     "tiny-deit": (lambda d: tiny_hf.vision_encoder_decoder(d, "deit"), "vision-encoder-decoder", "deit"),
     "tiny-donut": (lambda d: tiny_hf.vision_encoder_decoder(d, "swin"), "vision-encoder-decoder", "donut"),
     "tiny-blip": (tiny_hf.blip, "blip", "blip"),
     "tiny-git": (tiny_hf.git, "git", "git"),
+    "tiny-blip2": (tiny_hf.blip2, GENERIC, "blip-2"),
+    "tiny-pix2struct": (tiny_hf.pix2struct, GENERIC, "pix2struct"),
+    "tiny-llava": (tiny_hf.llava, GENERIC, "llava"),
 }
+NO_MAPS = {"tiny-blip2"}  # BLIP-2's language model attends to the Q-Former's queries, not to patches
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +67,8 @@ def stub(repository, tmp_path_factory):
 def in_process(directory, family: str, image: Image.Image, beams: int, limit: int) -> str:
     import transformers as tf
 
+    if family == GENERIC:
+        return generic_in_process(directory, image, beams, limit)
     cls = {"vision-encoder-decoder": tf.VisionEncoderDecoderModel, "blip": tf.BlipForConditionalGeneration,
            "git": tf.GitForCausalLM}[family]
     model = cls.from_pretrained(directory).eval()
@@ -68,6 +76,23 @@ def in_process(directory, family: str, image: Image.Image, beams: int, limit: in
     with torch.no_grad():
         ids = model.generate(pixel_values=pixels, num_beams=beams, max_new_tokens=limit, do_sample=False)
     return " ".join(tf.AutoTokenizer.from_pretrained(directory).decode(ids[0], skip_special_tokens=True).split())
+
+
+def generic_in_process(directory, image: Image.Image, beams: int, limit: int) -> str:
+    """The image-text-to-text family's contract: the picture at the model's size (32 px here), then the
+    model's own processor with the empty prompt (LLaVA's processor needs its <image> placeholder)."""
+    import transformers as tf
+
+    model = tf.AutoModelForImageTextToText.from_pretrained(directory).eval()
+    processor = tf.AutoProcessor.from_pretrained(directory)
+    kwargs = {"images": [image.resize((32, 32), Image.BICUBIC)], "return_tensors": "pt"}
+    if model.config.model_type == "pix2struct":
+        kwargs["max_patches"] = processor.image_processor.max_patches
+    else:
+        kwargs["text"] = [tiny_hf.IMAGE_TOKEN if model.config.model_type == "llava" else ""]
+    with torch.no_grad():
+        ids = model.generate(**processor(**kwargs), num_beams=beams, max_new_tokens=limit, do_sample=False)
+    return " ".join(processor.tokenizer.decode(ids[0], skip_special_tokens=True).split())
 
 
 def test_list_models_shows_every_family_its_source_and_the_default(stub, repository):
@@ -91,6 +116,9 @@ def test_each_family_captions_like_its_own_generate_with_a_map_per_word(stub, re
     assert reply.caption == in_process(repository / "weights" / name, family, IMAGE, 2, 5)
     assert reply.words and np.isfinite(reply.log_probability)
     for word in reply.words:
+        if name in NO_MAPS:
+            assert not word.HasField("attention"), name
+            continue
         heat = from_tensor(word.attention.values)
         assert heat.shape == (4, 4), (name, heat.shape)  # 32 px / 8 px patches; Swin: 32 / 4 / 2
         assert heat.sum() == pytest.approx(1.0, abs=1e-4) and (heat >= 0).all()

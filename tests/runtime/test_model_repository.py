@@ -48,6 +48,29 @@ def test_the_family_comes_from_config_json_never_from_a_guess(tmp_path):
         families.family_of(ModelEntry("e", "captioning", "transformers", tmp_path / "empty"))
 
 
+def test_captioning_model_types_without_a_line_of_their_own_go_to_the_generic_family(tmp_path):
+    for build in (tiny_hf.blip2, tiny_hf.pix2struct, tiny_hf.llava):
+        directory = build(tmp_path / build.__name__)
+        entry = ModelEntry(build.__name__, "captioning", "transformers", directory)
+        assert families.family_of(entry) == families.GENERIC_CAPTIONING
+    # Not an image-text-to-text model in transformers: refused, naming what is served.
+    clip = tiny_hf.dual_encoder(tmp_path / "clip", "clip")
+    with pytest.raises(RepositoryError, match="served: .*image-text-to-text"):
+        families.family_of(ModelEntry("c", "captioning", "transformers", clip))
+
+
+def test_a_generic_captioner_with_a_mis_shaped_weight_fails_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    llava = tiny_hf.llava(tmp_path / "llava")
+    weights = load_file(llava / "model.safetensors")
+    key = next(k for k in weights if "multi_modal_projector" in k and k.endswith("weight"))
+    weights[key] = torch.zeros(3, 3)
+    save_file(weights, llava / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(LoadError, match=f"model 'bent'.*mis-shaped weights: .*{key.split('.', 1)[-1]}"):
+        families.load(ModelEntry("bent", "captioning", "transformers", llava), "cpu")
+
+
 def test_a_git_directory_behind_the_vision_encoder_decoder_class_fails_naming_the_keys(tmp_path):
     git = tiny_hf.git(tmp_path / "git")
     with pytest.raises(LoadError) as caught:
