@@ -48,6 +48,7 @@ FAMILIES: dict[tuple[str, str], str] = {
     (AUDIO_TEXT_EMBEDDING, "clap"): "models.embedding.hf_clap",
     (SOUND_LOCALIZATION, BUILTIN): "models.audio.builtin",
     (TEXT_TO_IMAGE, BUILTIN): "models.generation.text2image",
+    (TEXT_TO_IMAGE, "dfgan"): "models.generation.dfgan",
     (IMAGE_TO_IMAGE, BUILTIN): "models.generation.image_to_image",
     (IMAGE_TO_IMAGE, "cyclegan-pix2pix"): "models.generation.cyclegan_pix2pix",
 }

@@ -5,6 +5,8 @@ Text-to-image::
     tokens, unknown = model.encode_prompt("a large red circle")   # hashable tokens, words it cannot read
     model.noise_dim
     model.generate([tokens, ...], [noise [n, noise_dim], ...])    # -> uint8 [n, H, W, 3] per prompt
+    model.noise_truncation                                        # optional: (bound, scale) or None, see
+                                                                  # models/generation/sampling.py
 
 Image-to-image::
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.configs import ManifestConfig
+from models.generation.sampling import PromptEmbeddings, generate_in_chunks
 from models.generation.text_encoder import TextEncoder, Tokenizer
 
 CHECKPOINT_NAME = "text2image"
@@ -277,40 +278,21 @@ class BuiltinText2Image:
                                     dict(entry_info.get("metrics", {})),
                                     entry_info.get("parameter_count") or parameter_count(self.model),
                                     fingerprint=entry_info.get("sha256", ""), architecture="gan-int-cls")
-        self._embeddings: dict[tuple[int, ...], torch.Tensor] = {}
+        # One prompt at a time (a GRU's output must not depend on its batch-mates), cached:
+        # the vocabulary is closed, so real traffic repeats a small set of prompts.
+        self._embedding = PromptEmbeddings(self._embed)
 
     def encode_prompt(self, prompt: str) -> tuple[tuple, list[str]]:
         ids, unknown = self.model.tokenizer.encode(prompt)
         return tuple(ids), list(unknown)
 
-    def _embedding(self, word_ids: tuple[int, ...]) -> torch.Tensor:
-        # One prompt at a time (a GRU's output must not depend on its batch-mates), cached:
-        # the vocabulary is closed, so real traffic repeats a small set of prompts.
-        if word_ids not in self._embeddings:
-            if len(self._embeddings) >= 4096:
-                self._embeddings.clear()
-            ids, lengths = self.model.tokenizer.batch([list(word_ids)])
-            self._embeddings[word_ids] = self.model.text_encoder(ids.to(self.device), lengths)
-        return self._embeddings[word_ids]
+    def _embed(self, word_ids: tuple[int, ...]) -> torch.Tensor:
+        ids, lengths = self.model.tokenizer.batch([list(word_ids)])
+        return self.model.text_encoder(ids.to(self.device), lengths)
 
     def generate(self, tokens: list[tuple], noise: list[torch.Tensor]) -> list:
-        text = torch.cat([self._embedding(t).expand(len(n), -1) for t, n in zip(tokens, noise)])
-        rows = torch.cat(noise).to(self.device)
-        parts = []
-        for start in range(0, len(rows), self.chunk):
-            part = slice(start, start + self.chunk)
-            parts.append(self.model(*_padded((rows[part], text[part]), self.chunk))[:len(rows[part])])
-        pixels = (torch.cat(parts).clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        out, start = [], 0
-        for n in noise:
-            out.append(pixels[start:start + len(n)])
-            start += len(n)
-        return out
-
-
-def _padded(parts: tuple[torch.Tensor, ...], rows: int) -> list[torch.Tensor]:
-    """Zero-pad each tensor to `rows` rows."""
-    return [torch.cat([p, p.new_zeros(rows - len(p), *p.shape[1:])]) if len(p) < rows else p for p in parts]
+        images = generate_in_chunks(self.model, [self._embedding(t) for t in tokens], noise, self.chunk, self.device)
+        return [(i.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy() for i in images]
 
 
 def load(entry, device) -> BuiltinText2Image:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from synesthesia.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 
+from models.generation.sampling import sample_noise
 from models.repository import IMAGE_TO_IMAGE, TEXT_TO_IMAGE
 from services.generation.settings import GenerationSettings
 from services.runtime import (
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 512
 MAX_IMAGES = 16
+# Words of a closed vocabulary quoted when a prompt has none of them.
+SHOWN_VOCABULARY = 40
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             raise invalid_argument("image_count", f"must be between 1 and {MAX_IMAGES}; got {request.image_count}")
         tokens, unknown = model.encode_prompt(prompt)
         if not tokens:
-            known = f" ({', '.join(model.vocabulary)})" if model.vocabulary else ""
+            # A closed vocabulary is listed when it is short (DF-GAN's has thousands of words).
+            words = model.vocabulary
+            known = (f" ({', '.join(words)})" if len(words) <= SHOWN_VOCABULARY
+                     else f" ({len(words)} words, e.g. {', '.join(words[:SHOWN_VOCABULARY])})") if words else ""
             raise invalid_argument("prompt", f"none of its words is in the model's vocabulary{known}")
         seed = request.seed or secrets.randbits(63) + 1
-        images = await served.submit(TextJob(tokens, _noise(seed, request.image_count, model.noise_dim)))
+        # The model's own noise distribution (DF-GAN's is truncated), row by row from the seed.
+        noise = sample_noise(seed, request.image_count, model.noise_dim, getattr(model, "noise_truncation", None))
+        images = await served.submit(TextJob(tokens, noise))
         pngs = await asyncio.to_thread(lambda: [encode_png(p) for p in images])
         return generation_pb2.TextToImageResponse(
             images=[common_pb2.Image(data=png) for png in pngs], seed=seed, unknown_words=unknown, model=served.name
@@ -157,10 +165,3 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             chunk.append(job.image)
             pixels += width * height
         return out + served.model.translate_images(chunk)
-
-
-def _noise(seed: int, count: int, dim: int) -> torch.Tensor:
-    """Gaussian noise on the CPU, one row after the other, so image i of a
-    request does not depend on how many images it asked for."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.cat([torch.randn(1, dim, generator=generator) for _ in range(count)])
