@@ -47,6 +47,7 @@ FAMILIES: dict[tuple[str, str], str] = {
     (IMAGE_TEXT_EMBEDDING, "align"): "models.embedding.hf_dual_encoder",
     (AUDIO_TEXT_EMBEDDING, "clap"): "models.embedding.hf_clap",
     (SOUND_LOCALIZATION, BUILTIN): "models.audio.builtin",
+    (SOUND_LOCALIZATION, "ezvsl"): "models.audio.ezvsl",
     (TEXT_TO_IMAGE, BUILTIN): "models.generation.text2image",
     (TEXT_TO_IMAGE, "dfgan"): "models.generation.dfgan",
     (IMAGE_TO_IMAGE, BUILTIN): "models.generation.image_to_image",

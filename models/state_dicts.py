@@ -37,14 +37,34 @@ def read_pth(name: str, path: Path, allowed_globals: Iterable = ()) -> object:
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only names the refused global, e.g. "Unsupported global: GLOBAL __main__.NetG".
-        found = re.search(r"Unsupported global: GLOBAL [\w.]+", str(exc))
-        reason = found.group(0) if found else (str(exc).splitlines() or [type(exc).__name__])[0]
+        # weights_only names the refused global in one of two phrasings: "Unsupported global: GLOBAL
+        # __main__.NetG" or "Trying to load unsupported GLOBAL posix.getcwd whose module ... is blocked".
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if not found:  # not a pickle at all (the cause follows torch's advice about weights_only=False)
+            cause = str(exc).partition("WeightsUnpickler error:")[2].strip() or str(exc)
+            raise LoadError(f"model {name!r}: {path} is not a readable PyTorch file: "
+                            f"{(cause.splitlines() or [type(exc).__name__])[0][:300]}") from None
         raise LoadError(f"model {name!r}: {path} holds a pickled object, not only tensors, and is not "
-                        f"unpickled ({reason[:300]}); save the state_dict instead") from None
+                        f"unpickled (Unsupported global: GLOBAL {found.group(1)}); save the state_dict "
+                        "instead") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise LoadError(f"model {name!r}: {path} is not a readable PyTorch file: "
                         f"{(str(exc).splitlines() or [type(exc).__name__])[0][:300]}") from None
+
+
+def numpy_float64_globals() -> list:
+    """The allow-list for metrics a training script stored as numpy.float64 (np.mean, sklearn's auc):
+    numpy's scalar constructor under both the name numpy < 2 pickled it as (numpy.core.multiarray.scalar)
+    and numpy 2's (numpy._core...), numpy.dtype, and the float64 dtype's class (the unpickler checks the
+    class of the dtype whose state it sets). Arrays and every other numpy type stay refused."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            np.dtype, type(np.dtype(np.float64))]
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = PARALLEL_PREFIX) -> dict[str, torch.Tensor]:

@@ -79,15 +79,21 @@ def localize(model: SoundLocalizer, images: list[np.ndarray], clips: list[np.nda
             cosine[i][None, None], size=(height, width), mode="bilinear", align_corners=False
         )[0, 0]
         heat = torch.sigmoid(model.logit_scale * cos_up + model.logit_bias).float().cpu().numpy()
-        region, peak_xy = peak_region(heat)
-        results.append(Localization(
-            heatmap=heat,
-            box=box_of(region),
-            peak_score=float(cos_up.max()),
-            peak_to_mean=float(heat.max() / max(float(heat.mean()), 1e-12)),
-            peak_xy=peak_xy,
-        ))
+        results.append(summarise(heat, float(cos_up.max())))
     return results
+
+
+def summarise(heat: np.ndarray, peak_score: float) -> Localization:
+    """A localiser's [H, W] map in [0, 1] -> its Localization: the box around the connected region
+    above half the peak that holds the peak, and the peak / mean ratio (every family the same way)."""
+    region, peak_xy = peak_region(heat)
+    return Localization(
+        heatmap=heat,
+        box=box_of(region),
+        peak_score=peak_score,
+        peak_to_mean=float(heat.max() / max(float(heat.mean()), 1e-12)),
+        peak_xy=peak_xy,
+    )
 
 
 def load_localizer(name: str = "localization", checkpoint_dir=None, device: torch.device | str = "cpu") -> LoadedModel:

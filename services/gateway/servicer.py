@@ -195,7 +195,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         located = await call(self.upstreams["audio"], "Localize", audio_pb2.LocalizeRequest(
             image=request.image, audio=request.audio, model=request.model), context)
         answer = gateway_pb2.ListenResponse(heatmap=located.heatmap, box=located.box, peak_score=located.peak_score,
-                                            clear_source=located.clear_source, warnings=located.warnings)
+                                            clear_source=located.clear_source, warnings=located.warnings,
+                                            model=located.model)
         if not located.clear_source:
             answer.summary = NO_CLEAR_SOURCE
             return answer

@@ -278,7 +278,8 @@ def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
     path = _save(f"{image.stem}_listen.png", listen_overlay(_read_image(image), from_tensor(reply.heatmap.values),
                                                              box))
     if state.as_json:
-        return emit_json({"summary": reply.summary, "caption": reply.caption, "peak_score": reply.peak_score,
+        return emit_json({"summary": reply.summary, "caption": reply.caption, "model": reply.model,
+                          "peak_score": reply.peak_score,
                           "clear_source": reply.clear_source, "warnings": list(reply.warnings),
                           "box": [box.x_min_px, box.y_min_px, box.x_max_px, box.y_max_px], "overlay": str(path)})
     console.print(f"[bold]{reply.summary}[/bold]  (peak {reply.peak_score:.2f}, box "

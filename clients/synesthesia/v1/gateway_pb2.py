@@ -28,7 +28,7 @@ from synesthesia.v1 import captioning_pb2 as synesthesia_dot_v1_dot_captioning__
 from synesthesia.v1 import embedding_pb2 as synesthesia_dot_v1_dot_embedding__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csynesthesia/v1/gateway.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\x1a\x1fsynesthesia/v1/captioning.proto\x1a\x1esynesthesia/v1/embedding.proto\"|\n\x0f\x44\x65scribeRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\r\n\x05model\x18\x05 \x01(\t\"s\n\x10\x44\x65scribeResponse\x12\x30\n\x07\x63\x61ption\x18\x01 \x01(\x0b\x32\x1f.synesthesia.v1.CaptionResponse\x12-\n\nneighbours\x18\x02 \x03(\x0b\x32\x19.synesthesia.v1.SearchHit\"\x85\x01\n\x0eImagineRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0bimage_count\x18\x02 \x01(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\r\n\x05model\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x05 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\"`\n\rImaginedImage\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\x18\n\x10prompt_agreement\x18\x03 \x01(\x02\"\x86\x01\n\x0fImagineResponse\x12-\n\x06images\x18\x01 \x03(\x0b\x32\x1d.synesthesia.v1.ImaginedImage\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x15\n\runknown_words\x18\x03 \x03(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\r\n\x05model\x18\x05 \x01(\t\"\x88\x01\n\rListenRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12(\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x04 \x01(\t\"\xc2\x01\n\x0eListenResponse\x12(\n\x07heatmap\x18\x01 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.synesthesia.v1.BoundingBox\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\x12\n\npeak_score\x18\x05 \x01(\x02\x12\x14\n\x0c\x63lear_source\x18\x06 \x01(\x08\x12\x10\n\x08warnings\x18\x07 \x03(\t\"a\n\x10TranslateRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x03 \x01(\t\"\\\n\x11TranslateResponse\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\x91\x01\n\x12RunPipelineRequest\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12>\n\x06inputs\x18\x02 \x03(\x0b\x32..synesthesia.v1.RunPipelineRequest.InputsEntry\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xa1\x01\n\x13RunPipelineResponse\x12\x0c\n\x04step\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.synesthesia.v1.StepState\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x01\x12\x13\n\x0boutput_json\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\"\x17\n\x15\x43heckUpstreamsRequest\"\x91\x01\n\x0eUpstreamHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.synesthesia.v1.UpstreamState\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\"K\n\x16\x43heckUpstreamsResponse\x12\x31\n\tupstreams\x18\x01 \x03(\x0b\x32\x1e.synesthesia.v1.UpstreamHealth*\x87\x01\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_STARTED\x10\x01\x12\x17\n\x13STEP_STATE_FINISHED\x10\x02\x12\x15\n\x11STEP_STATE_FAILED\x10\x03\x12\x16\n\x12STEP_STATE_SKIPPED\x10\x04*\x8b\x01\n\rUpstreamState\x12\x1e\n\x1aUPSTREAM_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPSTREAM_STATE_SERVING\x10\x01\x12\x1e\n\x1aUPSTREAM_STATE_NOT_SERVING\x10\x02\x12\x1e\n\x1aUPSTREAM_STATE_UNREACHABLE\x10\x03\x32\xc6\x04\n\x07Gateway\x12M\n\x08\x44\x65scribe\x12\x1f.synesthesia.v1.DescribeRequest\x1a .synesthesia.v1.DescribeResponse\x12J\n\x07Imagine\x12\x1e.synesthesia.v1.ImagineRequest\x1a\x1f.synesthesia.v1.ImagineResponse\x12G\n\x06Listen\x12\x1d.synesthesia.v1.ListenRequest\x1a\x1e.synesthesia.v1.ListenResponse\x12P\n\tTranslate\x12 .synesthesia.v1.TranslateRequest\x1a!.synesthesia.v1.TranslateResponse\x12X\n\x0bRunPipeline\x12\".synesthesia.v1.RunPipelineRequest\x1a#.synesthesia.v1.RunPipelineResponse0\x01\x12_\n\x0e\x43heckUpstreams\x12%.synesthesia.v1.CheckUpstreamsRequest\x1a&.synesthesia.v1.CheckUpstreamsResponse\x12J\n\x07\x45xplain\x12\x1e.synesthesia.v1.ExplainRequest\x1a\x1f.synesthesia.v1.ExplainResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csynesthesia/v1/gateway.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\x1a\x1csynesthesia/v1/explain.proto\x1a\x1fsynesthesia/v1/captioning.proto\x1a\x1esynesthesia/v1/embedding.proto\"|\n\x0f\x44\x65scribeRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\r\n\x05model\x18\x05 \x01(\t\"s\n\x10\x44\x65scribeResponse\x12\x30\n\x07\x63\x61ption\x18\x01 \x01(\x0b\x32\x1f.synesthesia.v1.CaptionResponse\x12-\n\nneighbours\x18\x02 \x03(\x0b\x32\x19.synesthesia.v1.SearchHit\"\x85\x01\n\x0eImagineRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0bimage_count\x18\x02 \x01(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\r\n\x05model\x18\x04 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x05 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\"`\n\rImaginedImage\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\x18\n\x10prompt_agreement\x18\x03 \x01(\x02\"\x86\x01\n\x0fImagineResponse\x12-\n\x06images\x18\x01 \x03(\x0b\x32\x1d.synesthesia.v1.ImaginedImage\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x15\n\runknown_words\x18\x03 \x03(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\r\n\x05model\x18\x05 \x01(\t\"\x88\x01\n\rListenRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12(\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x19.synesthesia.v1.AudioClip\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x04 \x01(\t\"\xd1\x01\n\x0eListenResponse\x12(\n\x07heatmap\x18\x01 \x01(\x0b\x32\x17.synesthesia.v1.Heatmap\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.synesthesia.v1.BoundingBox\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\x12\n\npeak_score\x18\x05 \x01(\x02\x12\x14\n\x0c\x63lear_source\x18\x06 \x01(\x08\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12\r\n\x05model\x18\x08 \x01(\t\"a\n\x10TranslateRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ptioning_model\x18\x03 \x01(\t\"\\\n\x11TranslateResponse\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\x91\x01\n\x12RunPipelineRequest\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12>\n\x06inputs\x18\x02 \x03(\x0b\x32..synesthesia.v1.RunPipelineRequest.InputsEntry\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xa1\x01\n\x13RunPipelineResponse\x12\x0c\n\x04step\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.synesthesia.v1.StepState\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x01\x12\x13\n\x0boutput_json\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\"\x17\n\x15\x43heckUpstreamsRequest\"\x91\x01\n\x0eUpstreamHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.synesthesia.v1.UpstreamState\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\"K\n\x16\x43heckUpstreamsResponse\x12\x31\n\tupstreams\x18\x01 \x03(\x0b\x32\x1e.synesthesia.v1.UpstreamHealth*\x87\x01\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_STARTED\x10\x01\x12\x17\n\x13STEP_STATE_FINISHED\x10\x02\x12\x15\n\x11STEP_STATE_FAILED\x10\x03\x12\x16\n\x12STEP_STATE_SKIPPED\x10\x04*\x8b\x01\n\rUpstreamState\x12\x1e\n\x1aUPSTREAM_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPSTREAM_STATE_SERVING\x10\x01\x12\x1e\n\x1aUPSTREAM_STATE_NOT_SERVING\x10\x02\x12\x1e\n\x1aUPSTREAM_STATE_UNREACHABLE\x10\x03\x32\xc6\x04\n\x07Gateway\x12M\n\x08\x44\x65scribe\x12\x1f.synesthesia.v1.DescribeRequest\x1a .synesthesia.v1.DescribeResponse\x12J\n\x07Imagine\x12\x1e.synesthesia.v1.ImagineRequest\x1a\x1f.synesthesia.v1.ImagineResponse\x12G\n\x06Listen\x12\x1d.synesthesia.v1.ListenRequest\x1a\x1e.synesthesia.v1.ListenResponse\x12P\n\tTranslate\x12 .synesthesia.v1.TranslateRequest\x1a!.synesthesia.v1.TranslateResponse\x12X\n\x0bRunPipeline\x12\".synesthesia.v1.RunPipelineRequest\x1a#.synesthesia.v1.RunPipelineResponse0\x01\x12_\n\x0e\x43heckUpstreams\x12%.synesthesia.v1.CheckUpstreamsRequest\x1a&.synesthesia.v1.CheckUpstreamsResponse\x12J\n\x07\x45xplain\x12\x1e.synesthesia.v1.ExplainRequest\x1a\x1f.synesthesia.v1.ExplainResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.synesthesia.v1P\001Z\034synesthesia/v1;synesthesiav1'
   _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._loaded_options = None
   _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_STEPSTATE']._serialized_start=1878
-  _globals['_STEPSTATE']._serialized_end=2013
-  _globals['_UPSTREAMSTATE']._serialized_start=2016
-  _globals['_UPSTREAMSTATE']._serialized_end=2155
+  _globals['_STEPSTATE']._serialized_start=1893
+  _globals['_STEPSTATE']._serialized_end=2028
+  _globals['_UPSTREAMSTATE']._serialized_start=2031
+  _globals['_UPSTREAMSTATE']._serialized_end=2170
   _globals['_DESCRIBEREQUEST']._serialized_start=172
   _globals['_DESCRIBEREQUEST']._serialized_end=296
   _globals['_DESCRIBERESPONSE']._serialized_start=298
@@ -55,23 +55,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTENREQUEST']._serialized_start=787
   _globals['_LISTENREQUEST']._serialized_end=923
   _globals['_LISTENRESPONSE']._serialized_start=926
-  _globals['_LISTENRESPONSE']._serialized_end=1120
-  _globals['_TRANSLATEREQUEST']._serialized_start=1122
-  _globals['_TRANSLATEREQUEST']._serialized_end=1219
-  _globals['_TRANSLATERESPONSE']._serialized_start=1221
-  _globals['_TRANSLATERESPONSE']._serialized_end=1313
-  _globals['_RUNPIPELINEREQUEST']._serialized_start=1316
-  _globals['_RUNPIPELINEREQUEST']._serialized_end=1461
-  _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._serialized_start=1416
-  _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._serialized_end=1461
-  _globals['_RUNPIPELINERESPONSE']._serialized_start=1464
-  _globals['_RUNPIPELINERESPONSE']._serialized_end=1625
-  _globals['_CHECKUPSTREAMSREQUEST']._serialized_start=1627
-  _globals['_CHECKUPSTREAMSREQUEST']._serialized_end=1650
-  _globals['_UPSTREAMHEALTH']._serialized_start=1653
-  _globals['_UPSTREAMHEALTH']._serialized_end=1798
-  _globals['_CHECKUPSTREAMSRESPONSE']._serialized_start=1800
-  _globals['_CHECKUPSTREAMSRESPONSE']._serialized_end=1875
-  _globals['_GATEWAY']._serialized_start=2158
-  _globals['_GATEWAY']._serialized_end=2740
+  _globals['_LISTENRESPONSE']._serialized_end=1135
+  _globals['_TRANSLATEREQUEST']._serialized_start=1137
+  _globals['_TRANSLATEREQUEST']._serialized_end=1234
+  _globals['_TRANSLATERESPONSE']._serialized_start=1236
+  _globals['_TRANSLATERESPONSE']._serialized_end=1328
+  _globals['_RUNPIPELINEREQUEST']._serialized_start=1331
+  _globals['_RUNPIPELINEREQUEST']._serialized_end=1476
+  _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._serialized_start=1431
+  _globals['_RUNPIPELINEREQUEST_INPUTSENTRY']._serialized_end=1476
+  _globals['_RUNPIPELINERESPONSE']._serialized_start=1479
+  _globals['_RUNPIPELINERESPONSE']._serialized_end=1640
+  _globals['_CHECKUPSTREAMSREQUEST']._serialized_start=1642
+  _globals['_CHECKUPSTREAMSREQUEST']._serialized_end=1665
+  _globals['_UPSTREAMHEALTH']._serialized_start=1668
+  _globals['_UPSTREAMHEALTH']._serialized_end=1813
+  _globals['_CHECKUPSTREAMSRESPONSE']._serialized_start=1815
+  _globals['_CHECKUPSTREAMSRESPONSE']._serialized_end=1890
+  _globals['_GATEWAY']._serialized_start=2173
+  _globals['_GATEWAY']._serialized_end=2755
 # @@protoc_insertion_point(module_scope)

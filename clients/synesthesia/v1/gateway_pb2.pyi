@@ -110,7 +110,7 @@ class ListenRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioClip, _Mapping]] = ..., model: _Optional[str] = ..., captioning_model: _Optional[str] = ...) -> None: ...
 
 class ListenResponse(_message.Message):
-    __slots__ = ("heatmap", "box", "caption", "summary", "peak_score", "clear_source", "warnings")
+    __slots__ = ("heatmap", "box", "caption", "summary", "peak_score", "clear_source", "warnings", "model")
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class ListenResponse(_message.Message):
     PEAK_SCORE_FIELD_NUMBER: _ClassVar[int]
     CLEAR_SOURCE_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     heatmap: _common_pb2.Heatmap
     box: _common_pb2.BoundingBox
     caption: str
@@ -125,7 +126,8 @@ class ListenResponse(_message.Message):
     peak_score: float
     clear_source: bool
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., caption: _Optional[str] = ..., summary: _Optional[str] = ..., peak_score: _Optional[float] = ..., clear_source: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    def __init__(self, heatmap: _Optional[_Union[_common_pb2.Heatmap, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., caption: _Optional[str] = ..., summary: _Optional[str] = ..., peak_score: _Optional[float] = ..., clear_source: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TranslateRequest(_message.Message):
     __slots__ = ("image", "model", "captioning_model")

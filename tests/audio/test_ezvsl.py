@@ -1,0 +1,256 @@
+"""EZ-VSL's best.pth served by the real Audio service (family `ezvsl`, models/audio/ezvsl.py).
+
+A random EZ-VSL, built and saved by tests/audio/ezvsl_reference.py as the reference code does
+(DataParallel keys, optimizer state, numpy float64 metrics), is served from a model repository
+beside the built-in localiser; the served maps must equal the reference's own computation on the
+same inputs at any image size. Strict loading: a missing or mis-shaped weight, an extra one, or a
+pickled object outside the numpy-scalar allow-list stops the load naming the model and the keys.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import os
+
+import grpc
+import numpy as np
+import pytest
+import soundfile
+import torch
+from synesthesia.pictures import png_bytes
+from synesthesia.tensors import array_to_pcm, from_tensor
+from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
+
+from models import families
+from models.audio import ezvsl
+from models.audio.localize import box_of, peak_region
+from models.hf import LoadError
+from models.repository import ModelEntry
+from models.training import CHECKPOINT_DIR
+from tests import tiny_hf
+from tests.audio import ezvsl_reference as reference
+from tests.servers import ServiceProcess
+
+RATE = 16000
+
+
+def entry(path, name: str = "ezvsl") -> ModelEntry:
+    return ModelEntry(name, "sound-localization", "ezvsl", path, origin="test")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return reference.random_model(seed=0)
+
+
+@pytest.fixture(scope="module")
+def best(model, tmp_path_factory):
+    return reference.save_best(model, tmp_path_factory.mktemp("ezvsl") / "best.pth")
+
+
+@pytest.fixture(scope="module")
+def repository(best, tmp_path_factory):
+    root = tmp_path_factory.mktemp("repository")
+    tiny_hf.entry(root, "ezvsl", "sound-localization", best, family="ezvsl")
+    tiny_hf.entry(root, "localization", "sound-localization", CHECKPOINT_DIR / "localization.safetensors",
+                  family="builtin", default=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def audio(shared_service, repository):
+    return shared_service("audio", {"SYN_MODEL_REPOSITORY": str(repository)})
+
+
+@pytest.fixture(scope="module")
+def stub(audio):
+    with grpc.insecure_channel(audio.target) as channel:
+        yield audio_pb2_grpc.AudioStub(channel)
+
+
+def pairs(count: int, seed: int = 1):
+    """Pictures of assorted sizes and aspect ratios, clips shorter, equal to and longer than 3 s."""
+    rng = np.random.default_rng(seed)
+    sizes = [(224, 224), (100, 333), (480, 640), (13, 7), (2, 50), (300, 90)]
+    lengths = [48000, 20000, 70001, 600, 123457, 47999]
+    out = []
+    for i in range(count):
+        height, width = sizes[i % len(sizes)]
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        t = np.arange(lengths[i % len(lengths)]) / RATE
+        clip = (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        out.append((image, clip))
+    return out
+
+
+def localize_request(image, clip, model: str = "ezvsl", rate: int = RATE) -> audio_pb2.LocalizeRequest:
+    return audio_pb2.LocalizeRequest(
+        image=common_pb2.Image(data=png_bytes(image)), model=model,
+        audio=common_pb2.AudioClip(pcm=common_pb2.Pcm(samples_f32le=array_to_pcm(clip), sample_rate_hz=rate)))
+
+
+# --- the front end and the map, in process --------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [600, 47999, 48000, 48001, 70001, 160000])
+def test_spectrogram_equals_the_reference(length):
+    clip = np.random.default_rng(length).uniform(-1.5, 1.5, length).astype(np.float32)  # some beyond full scale
+    ours = ezvsl.spectrogram_input(clip, RATE)
+    theirs = reference.spectrogram_tensor(clip, RATE).float()
+    assert ours.shape == theirs.shape == (1, 257, 200)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_image_input_equals_the_reference():
+    image = np.random.default_rng(0).integers(0, 256, (97, 310, 3), dtype=np.uint8)
+    torch.testing.assert_close(ezvsl.image_input(image), reference.image_tensor(image), rtol=0, atol=1e-5)
+
+
+def test_loaded_model_gives_the_reference_maps_in_one_batch(model, best):
+    localizer = families.load(entry(best), "cpu")
+    chosen = pairs(6)
+    found = localizer.localize([image for image, _ in chosen], [clip for _, clip in chosen])
+    for (image, clip), result in zip(chosen, found):
+        expected = reference.reference_heatmap(model, image, clip)
+        assert result.heatmap.shape == image.shape[:2]
+        np.testing.assert_allclose(result.heatmap, expected, rtol=0, atol=1e-4)
+    assert localizer.details.family == "ezvsl" and localizer.details.backend == "pytorch-checkpoint"
+    assert localizer.details.metrics == {"best_cIoU": 0.75, "best_Auc": 0.625, "epoch": 12.0}
+    assert localizer.details.parameter_count == sum(p.numel() for p in model.parameters())
+
+
+# --- strict loading -------------------------------------------------------------------------
+
+
+def resaved(best, tmp_path, change) -> os.PathLike:
+    """best.pth loaded by the test (it trusts its own file), changed, saved again."""
+    checkpoint = torch.load(best, weights_only=False)
+    change(checkpoint)
+    path = tmp_path / "changed.pth"
+    torch.save(checkpoint, path)
+    return path
+
+
+def load_error(path) -> str:
+    with pytest.raises(LoadError) as caught:
+        families.load(entry(path, "broken-ezvsl"), "cpu")
+    return str(caught.value)
+
+
+def test_a_missing_weight_is_named(best, tmp_path):
+    message = load_error(resaved(best, tmp_path, lambda c: c["model"].pop("module.aud_proj.bias")))
+    assert "'broken-ezvsl'" in message and "missing weights: aud_proj.bias" in message
+
+
+def test_a_mis_shaped_weight_is_named(best, tmp_path):
+    # An audio network whose first convolution takes RGB, as an ImageNet ResNet-18's does.
+    def rgb_conv1(checkpoint):
+        checkpoint["model"]["module.audnet.conv1.weight"] = torch.zeros(64, 3, 7, 7)
+
+    message = load_error(resaved(best, tmp_path, rgb_conv1))
+    assert "'broken-ezvsl'" in message and "mis-shaped weights: audnet.conv1.weight (64, 3, 7, 7)" in message
+
+
+def test_an_unexpected_weight_is_named(best, tmp_path):
+    def with_fc(checkpoint):
+        checkpoint["model"]["module.imgnet.fc.weight"] = torch.zeros(1000, 512)
+
+    message = load_error(resaved(best, tmp_path, with_fc))
+    assert "'broken-ezvsl'" in message and "unexpected weights: imgnet.fc.weight" in message
+
+
+def test_a_pickled_function_is_refused(best, tmp_path):
+    # A global function; the allow-list holds numpy's float64 scalars and nothing else.
+    message = load_error(resaved(best, tmp_path, lambda c: c.update(hook=os.getcwd)))
+    assert "'broken-ezvsl'" in message and "posix.getcwd" in message
+
+
+def test_numpy_beyond_float64_scalars_is_refused(best, tmp_path):
+    # A whole array of per-epoch metrics needs numpy's array reconstructor: not on the allow-list.
+    message = load_error(resaved(best, tmp_path, lambda c: c.update(history=np.array([0.1, 0.2]))))
+    assert "'broken-ezvsl'" in message and "_reconstruct" in message
+
+
+def test_metrics_pickled_by_numpy_1_load(best, model, tmp_path):
+    # Files written before numpy 2 name the scalar constructor numpy.core.multiarray.scalar. The
+    # legacy (non-zip) format is a plain pickle stream, so the name can be rewritten in place.
+    legacy = tmp_path / "legacy.pth"
+    torch.save(torch.load(best, weights_only=False), legacy, _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    assert data.count(b"cnumpy._core.multiarray\nscalar") == 1  # pickle memoises the global
+    legacy.write_bytes(data.replace(b"cnumpy._core.multiarray\nscalar", b"cnumpy.core.multiarray\nscalar"))
+    localizer = families.load(entry(legacy), "cpu")
+    assert localizer.details.metrics["best_cIoU"] == 0.75
+
+
+def test_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "best.pth"
+    junk.write_bytes(b"not a zip file at all")
+    assert "is not a readable PyTorch file" in load_error(junk)
+    torch.save({"netG": {}}, junk)
+    assert "has no 'model' in the file" in load_error(junk)
+
+
+@pytest.mark.slow
+def test_a_bad_checkpoint_stops_the_service_at_start_up(best, tmp_path):
+    broken = resaved(best, tmp_path, lambda c: c["model"].pop("module.imgnet.layer4.1.bn2.running_var"))
+    root = tmp_path / "repository"
+    tiny_hf.entry(root, "field-recorder", "sound-localization", broken, family="ezvsl")
+    service = ServiceProcess("services.audio", {"SYN_MODEL_REPOSITORY": str(root)}, tmp_path).start(wait=False)
+    try:
+        assert service.process.wait(300) != 0
+    finally:
+        service.kill()
+    log = service.log_tail(80)
+    assert "'field-recorder'" in log and "imgnet.layer4.1.bn2.running_var" in log, log
+
+
+# --- the real service -----------------------------------------------------------------------
+
+
+def test_served_maps_equal_the_reference_at_any_size(stub, model):
+    chosen = pairs(6, seed=2)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:  # concurrent: the batcher groups them
+        responses = list(pool.map(lambda p: stub.Localize(localize_request(*p), timeout=120), chosen))
+    for (image, clip), response in zip(chosen, responses):
+        expected = reference.reference_heatmap(model, image, clip)
+        served = from_tensor(response.heatmap.values)
+        assert response.model == "ezvsl" and not response.warnings
+        assert (response.heatmap.image_height_px, response.heatmap.image_width_px) == image.shape[:2]
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
+        assert served.min() == 0.0 and served.max() == 1.0
+        box = response.box
+        region, _ = peak_region(served)
+        assert (box.x_min_px, box.y_min_px, box.x_max_px, box.y_max_px) == box_of(region)
+        assert response.peak_to_mean_ratio == pytest.approx(1.0 / served.mean(), rel=1e-4)
+        assert response.clear_source == (response.peak_to_mean_ratio >= 3.0)
+        assert -1.0 <= response.peak_score <= 1.0
+
+
+def test_clips_at_other_rates_and_encoded_are_resampled(stub):
+    image, clip = pairs(1, seed=3)[0]
+    wav = io.BytesIO()
+    soundfile.write(wav, np.repeat(clip, 3), 48000, format="WAV", subtype="FLOAT")
+    encoded = stub.Localize(audio_pb2.LocalizeRequest(
+        image=common_pb2.Image(data=png_bytes(image)), model="ezvsl",
+        audio=common_pb2.AudioClip(encoded=wav.getvalue())), timeout=120)
+    pcm = stub.Localize(localize_request(image, np.repeat(clip, 3), rate=48000), timeout=120)
+    assert encoded.model == pcm.model == "ezvsl"
+    np.testing.assert_allclose(from_tensor(encoded.heatmap.values), from_tensor(pcm.heatmap.values), atol=1e-5)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Localize(localize_request(image, clip[:100]), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at least 512" in caught.value.details()
+
+
+def test_list_models_shows_both_localisers(stub, best):
+    listed = {m.name: m for m in stub.ListModels(audio_pb2.ListAudioModelsRequest(), timeout=30).models}
+    assert set(listed) == {"ezvsl", "localization"}
+    info = listed["ezvsl"]
+    assert info.task == "sound-localization" and info.family == "ezvsl" and not info.is_default
+    assert info.backend == common_pb2.MODEL_BACKEND_PYTORCH_CHECKPOINT and info.source == str(best)
+    assert info.weights_sha256 == hashlib.sha256(best.read_bytes()).hexdigest()
+    assert dict(info.metrics) == {"best_cIoU": 0.75, "best_Auc": 0.625, "epoch": 12.0}
+    assert info.parameter_count > 20_000_000 and "EZ-VSL" in info.architecture
+    assert listed["localization"].is_default and listed["localization"].backend == common_pb2.MODEL_BACKEND_BUILTIN
