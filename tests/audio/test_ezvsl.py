@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import io
+import json
 import os
 
 import grpc
@@ -21,7 +22,7 @@ import soundfile
 import torch
 from synesthesia.pictures import png_bytes
 from synesthesia.tensors import array_to_pcm, from_tensor
-from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2
+from synesthesia.v1 import audio_pb2, audio_pb2_grpc, common_pb2, gateway_pb2, gateway_pb2_grpc
 
 from models import families
 from models.audio import ezvsl
@@ -31,6 +32,8 @@ from models.repository import ModelEntry
 from models.training import CHECKPOINT_DIR
 from tests import tiny_hf
 from tests.audio import ezvsl_reference as reference
+from tests.cli.test_cli import syn
+from tests.conftest import gateway_env
 from tests.servers import ServiceProcess
 
 RATE = 16000
@@ -254,3 +257,54 @@ def test_list_models_shows_both_localisers(stub, best):
     assert dict(info.metrics) == {"best_cIoU": 0.75, "best_Auc": 0.625, "epoch": 12.0}
     assert info.parameter_count > 20_000_000 and "EZ-VSL" in info.architecture
     assert listed["localization"].is_default and listed["localization"].backend == common_pb2.MODEL_BACKEND_BUILTIN
+
+
+# --- through the gateway and the CLI ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream_targets, audio, tmp_path_factory):
+    """A gateway whose audio upstream serves EZ-VSL beside the built-in (the other upstreams shared)."""
+    front = ServiceProcess("services.gateway", gateway_env({**upstream_targets, "audio": audio.target}),
+                           tmp_path_factory.mktemp("gateway")).start()
+    yield front
+    front.stop()
+
+
+@pytest.mark.slow
+def test_listen_through_the_gateway_with_model(gateway, model):
+    image, clip = pairs(1, seed=4)[0]
+    pcm = common_pb2.AudioClip(pcm=common_pb2.Pcm(samples_f32le=array_to_pcm(clip), sample_rate_hz=RATE))
+    with grpc.insecure_channel(gateway.target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        heard = stub.Listen(gateway_pb2.ListenRequest(image=common_pb2.Image(data=png_bytes(image)), audio=pcm,
+                                                      model="ezvsl"), timeout=120)
+        builtin = stub.Listen(gateway_pb2.ListenRequest(image=common_pb2.Image(data=png_bytes(image)), audio=pcm),
+                              timeout=120)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Listen(gateway_pb2.ListenRequest(image=common_pb2.Image(data=png_bytes(image)), audio=pcm,
+                                                  model="ezvsl-typo"), timeout=60)
+    assert heard.model == "ezvsl" and builtin.model == "localization"
+    np.testing.assert_allclose(from_tensor(heard.heatmap.values), reference.reference_heatmap(model, image, clip),
+                               rtol=0, atol=1e-4)
+    assert heard.summary and (heard.caption in heard.summary if heard.clear_source else not heard.caption)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "ezvsl" in caught.value.details()
+
+
+@pytest.mark.slow
+def test_syn_models_and_syn_listen_show_it(gateway, best, tmp_path):
+    env = {"SYN_TARGET": gateway.target}
+    result = syn("--json", "models", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {(r["service"], r["name"]): r for r in json.loads(result.stdout)}
+    row = rows[("audio", "ezvsl")]
+    assert row["backend"] == "pytorch_checkpoint" and row["family"] == "ezvsl" and row["source"] == str(best)
+    assert row["task"] == "sound-localization" and not row["default"] and rows[("audio", "localization")]["default"]
+    image, clip = pairs(1, seed=5)[0]
+    (tmp_path / "scene.png").write_bytes(png_bytes(image))
+    soundfile.write(tmp_path / "sound.wav", clip, RATE, subtype="FLOAT")
+    result = syn("--json", "--out", str(tmp_path / "out"), "listen", str(tmp_path / "scene.png"),
+                 str(tmp_path / "sound.wav"), "--model", "ezvsl", env=env)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["model"] == "ezvsl" and (tmp_path / "out" / "scene_listen.png").exists()
