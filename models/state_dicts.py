@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def read_pth(name: str, path: Path, allowed_globals: Iterable = ()) -> object:
         raise LoadError(f"model {name!r}: {path} does not exist")
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # mmap (zip-format files, torch >= 1.6): a training state's other networks and optimizer
+            # states are never read into memory, only the tensors a family copies out.
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         # weights_only names the refused global in one of two phrasings: "Unsupported global: GLOBAL
         # __main__.NetG" or "Trying to load unsupported GLOBAL posix.getcwd whose module ... is blocked".
