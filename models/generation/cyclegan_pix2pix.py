@@ -38,13 +38,15 @@ is off, so an image's output never depends on its batch-mates. The reference `te
 in train mode unless `--eval` is given: its BatchNorm then normalises by the test batch's own
 statistics (batch size 1: each image's) and its dropout stays on, so its pix2pix outputs
 differ from ours and from run to run; with `--eval` they are what we compute. Instance norm
-(CycleGAN's default) is the same in both modes.
+(CycleGAN's default) is the same in both modes. `options.batch_statistics: per-image` runs
+a BatchNorm generator with each image's own statistics instead (test.py's default without its
+dropout; the statistics include the padding), still independent of batch-mates.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +61,14 @@ from models.state_dicts import load_exactly, read_pth, require, state_dict_at
 FAMILY = "cyclegan-pix2pix"
 RESNET, UNET = "resnet", "unet"
 BATCH, INSTANCE, NONE = "batch", "instance", "none"
+# BatchNorm weights normalising by each image's own statistics (options.batch_statistics: per-image).
+PER_IMAGE_BATCH = "batch-per-image"
+BATCH_STATISTICS = ("running", "per-image")
 # The reference builds its U-Net from an innermost block, d - 5 middle ngf*8 blocks and four outer ones.
 MIN_UNET_DOWNS = 5
 # Buffers an instance norm saved before PyTorch 0.4 carries; it has none now.
 INSTANCE_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-OPTIONS = {"netG"}
+OPTIONS = {"netG", "batch_statistics"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Layout:
     kind: str  # RESNET or UNET
     ngf: int
     depth: int  # ResNet blocks, or U-Net downsamplings
-    norm: str  # BATCH, INSTANCE or NONE
+    norm: str  # BATCH, INSTANCE or NONE (PER_IMAGE_BATCH: BATCH as the entry asks it to be run)
     dropout: bool  # ResNet blocks with a Dropout (it shifts the second conv's key); U-Net: unknown, False
     input_nc: int
     output_nc: int
@@ -95,7 +100,8 @@ class Layout:
         return 8 if self.kind == RESNET else self.multiple
 
     def describe(self) -> str:
-        norm = "no norm" if self.norm == NONE else f"{self.norm} norm"
+        norm = {NONE: "no norm", PER_IMAGE_BATCH: "batch norm with per-image statistics"}.get(self.norm,
+                                                                                          f"{self.norm} norm")
         extra = ", dropout" if self.dropout else ""
         return f"{self.net_g} (ngf {self.ngf}, {norm}{extra}, {self.input_nc}->{self.output_nc} channels)"
 
@@ -103,9 +109,20 @@ class Layout:
 # --- the networks, key for key the reference's nn.Sequential layout ---------------------------------
 
 
+class PerImageBatchNorm(nn.BatchNorm2d):
+    """A BatchNorm's weights (and, unused, its saved running statistics) applied with each image's own
+    mean and variance: what train-mode BatchNorm computes on a batch of one, as the reference's test.py
+    does without --eval, but independent of batch-mates and without updating anything."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
 def norm_layer(norm: str, channels: int) -> nn.Module:
     if norm == BATCH:
         return nn.BatchNorm2d(channels)
+    if norm == PER_IMAGE_BATCH:
+        return PerImageBatchNorm(channels)
     if norm == INSTANCE:
         return nn.InstanceNorm2d(channels)  # affine=False, no running statistics (the reference's)
     return nn.Identity()
@@ -302,6 +319,15 @@ def load(entry: ModelEntry, device) -> ReferenceTranslator:
                         f"(family {FAMILY} reads: {', '.join(sorted(OPTIONS))})")
     state = state_dict_at(entry.name, path, read_pth(entry.name, path))
     layout = read_layout(entry.name, path, state)
+    statistics = entry.option("batch_statistics", "running")
+    if statistics not in BATCH_STATISTICS:
+        raise LoadError(f"{entry.origin}: model {entry.name!r}: options.batch_statistics is {statistics!r}; "
+                        f"one of {', '.join(BATCH_STATISTICS)}")
+    if statistics == "per-image":
+        if layout.norm != BATCH:
+            raise LoadError(f"{entry.origin}: model {entry.name!r}: options.batch_statistics applies to BatchNorm "
+                            f"generators; {path} holds a {layout.describe()}")
+        layout = replace(layout, norm=PER_IMAGE_BATCH)
     wanted = entry.option("netG")
     if wanted and str(wanted) != layout.net_g:
         raise LoadError(f"model {entry.name!r}: options.netG is {wanted!r} but {path} holds a {layout.describe()}")

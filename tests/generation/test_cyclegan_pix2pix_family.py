@@ -164,3 +164,30 @@ def test_options_net_g_is_checked_and_unknown_options_refused(tmp_path):
         load(path, netG="resnet_9blocks")
     with pytest.raises(LoadError, match="unknown options ngf"):
         load(path, ngf=64)
+
+
+@pytest.mark.parametrize("net_g, size", [("unet_128", (128, 128)), ("resnet_6blocks", (32, 48))])
+def test_per_image_batch_statistics_are_test_py_without_eval_minus_dropout(tmp_path, net_g, size):
+    net = define_g(net_g, 2, "batch", True)
+    model = load(save(net, tmp_path / "latest_net_G.pth"), batch_statistics="per-image")
+    assert "batch norm with per-image statistics" in model.details.architecture
+    pixels = random_picture(*size)
+    # The reference's test.py without --eval: train mode (BatchNorm on a batch of one image); its dropout,
+    # random by design, is the one thing left out.
+    net.train()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    x = torch.from_numpy(pixels.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = ((net(x)[0].permute(1, 2, 0).numpy() + 1.0) * 127.5).astype(np.float64)
+    assert np.abs(translate(model, pixels) - expected).max() <= ROUNDING
+    assert np.abs(translate(load(tmp_path / "latest_net_G.pth"), pixels) - expected).max() > 2  # running != per-image
+    other = Image.fromarray(random_picture(*size, seed=8))
+    assert np.array_equal(model.translate_images([other, Image.fromarray(pixels)])[1], translate(model, pixels))
+
+    with pytest.raises(LoadError, match="batch_statistics is 'train'"):
+        load(tmp_path / "latest_net_G.pth", batch_statistics="train")
+    instance = save(define_g(net_g, 2, "instance"), tmp_path / "instance.pth")
+    with pytest.raises(LoadError, match="batch_statistics applies to BatchNorm generators"):
+        load(instance, batch_statistics="per-image")
