@@ -45,7 +45,7 @@ dropout; the statistics include the padding), still independent of batch-mates.
 
 from __future__ import annotations
 
-import hashlib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from torch import nn
 from models.hf import LoadError
 from models.repository import PYTORCH_CHECKPOINT, ModelDetails, ModelEntry
 from models.state_dicts import load_exactly, read_pth, require, state_dict_at
+from models.training import sha256_file
 
 FAMILY = "cyclegan-pix2pix"
 RESNET, UNET = "resnet", "unet"
@@ -69,6 +70,8 @@ MIN_UNET_DOWNS = 5
 # Buffers an instance norm saved before PyTorch 0.4 carries; it has none now.
 INSTANCE_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 OPTIONS = {"netG", "batch_statistics"}
+# model.<layer>.conv_block.<item>.<weight|bias|...>: a residual block's tensors.
+BLOCK_KEY = re.compile(r"model\.(\d+)\.conv_block\.(\d+)\.(\w+)$")
 
 
 @dataclass(frozen=True)
@@ -226,15 +229,16 @@ def read_layout(name: str, path: Path, state: dict) -> Layout:
     """The layout `state` holds, or a LoadError naming what it does not look like."""
     if "model.1.weight" in state:
         first = require(name, path, state, "model.1.weight", 4)
-        blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("model.") and ".conv_block." in k})
+        found = [(int(m[1]), int(m[2]), m[3], state[k].ndim) for k in state if (m := BLOCK_KEY.match(k))]
+        blocks = sorted({block for block, *_ in found})
         if not blocks:
             raise LoadError(f"model {name!r}: {path} has a 7x7 first conv (model.1) but no residual blocks "
                             "(model.<i>.conv_block.*): not a reference ResNet generator")
-        convs = {int(k.split(".")[3]) for k in state
-                 if k.startswith(f"model.{blocks[0]}.conv_block.") and k.endswith(".weight") and state[k].ndim == 4}
+        convs = {i for block, i, what, ndim in found if block == blocks[0] and what == "weight" and ndim == 4}
         last = 10 + len(blocks) + 7  # the final 7x7 conv after the blocks, two ups and a pad
         output = require(name, path, state, f"model.{last}.weight", 4)
-        return Layout(RESNET, first.shape[0], len(blocks), _norm(state, "model.2", "model.1"), max(convs, default=5) == 6,
+        dropout = max(convs, default=5) == 6  # the second conv moved from conv_block.5 to .6
+        return Layout(RESNET, first.shape[0], len(blocks), _norm(state, "model.2", "model.1"), dropout,
                       first.shape[1], output.shape[0])
     if "model.model.0.weight" in state:
         first = require(name, path, state, "model.model.0.weight", 4)
@@ -302,14 +306,6 @@ class ReferenceTranslator:
         return torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1.0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load(entry: ModelEntry, device) -> ReferenceTranslator:
     """An entry of family `cyclegan-pix2pix`: the generator file at `entry.path`, strictly."""
     path = Path(entry.path)
@@ -337,9 +333,10 @@ def load(entry: ModelEntry, device) -> ReferenceTranslator:
                             "with 1 (grey) or 3 (RGB)")
     network = build(layout)
     instance_norms = {n for n, m in network.named_modules() if isinstance(m, nn.InstanceNorm2d)}
-    stale = [k for k in state if k.rsplit(".", 1)[0] in instance_norms and k.rsplit(".", 1)[-1] in INSTANCE_NORM_BUFFERS]
+    stale = [k for k in state
+             if k.rsplit(".", 1)[0] in instance_norms and k.rsplit(".", 1)[-1] in INSTANCE_NORM_BUFFERS]
     load_exactly(entry.name, path, network, state, ignored=stale)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     details = ModelDetails(FAMILY, str(path), sha, parameter_count=sum(p.numel() for p in network.parameters()),
                            fingerprint=sha, architecture=layout.describe(), backend=PYTORCH_CHECKPOINT)
     return ReferenceTranslator(network, layout, details, device)

@@ -178,6 +178,6 @@ def random_picture(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth colour gradients plus noise: something a convolution can tell apart from its mirror."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([xx * 255.0 / max(width, 1), yy * 255.0 / max(height, 1), (xx + yy) * 127.0 / max(width + height, 1)],
-                    axis=-1)
+    base = np.stack([xx * 255.0 / max(width, 1), yy * 255.0 / max(height, 1),
+                     (xx + yy) * 127.0 / max(width + height, 1)], axis=-1)
     return np.clip(base + rng.normal(0, 30, (height, width, 3)), 0, 255).astype(np.uint8)

@@ -137,7 +137,8 @@ def test_a_missing_key_a_wrong_shape_or_a_pickled_object_fails_naming_the_model_
         load(tmp_path / "missing.pth", "pix")
 
     torch.save({**state, "model.model.3.bias": torch.zeros(4)}, tmp_path / "shape.pth")
-    with pytest.raises(LoadError, match=r"model 'pix'.*mis-shaped weights: model\.model\.3\.bias \(4,\) \(expected \(3,\)\)"):
+    with pytest.raises(LoadError,
+                       match=r"model 'pix'.*mis-shaped weights: model\.model\.3\.bias \(4,\) \(expected \(3,\)\)"):
         load(tmp_path / "shape.pth", "pix")
 
     torch.save(net, tmp_path / "whole_module.pth")  # the network object, not its state_dict
