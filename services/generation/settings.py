@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from services.runtime import read_settings
 
 DEFAULT_CHUNK = 8
-# 1920 x 1088 (Full HD padded to a ResNet's multiple of 4): about 2 GB of float32 activations at ngf 64.
-DEFAULT_MAX_TRANSLATE_PIXELS = 1920 * 1088
+# 1024 x 1024: a reference resnet_9blocks (ngf 64) needs 0.9 GB more there and, on two busy CPU cores,
+# 104 s (1920 x 1088: 2.5 GB peak, 349 s; docs/image_to_image.md). Raise it on a GPU.
+DEFAULT_MAX_TRANSLATE_PIXELS = 1024 * 1024
 
 
 @dataclass(frozen=True)
