@@ -271,6 +271,9 @@ class ReferenceTranslator:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval().requires_grad_(False)
 
+    def input_warnings(self, image: Image.Image) -> list[str]:
+        return []  # trained on the user's own pictures: no narrower world to flag
+
     def work_size(self, width: int, height: int) -> tuple[int, int]:
         """The padded size an image of `width` x `height` is run at (the next multiple, at least `minimum`)."""
         m, least = self.layout.multiple, self.layout.minimum

@@ -26,6 +26,7 @@ from torch import nn
 
 from models.generation import cyclegan, pix2pix
 from models.repository import BUILTIN, ModelDetails, ModelEntry
+from models.shapesworld.world_check import warning_for
 from models.training import CHECKPOINT_DIR, CheckpointError, load_model, read_manifest
 
 # Name -> (network kind, builder from the manifest config).
@@ -34,6 +35,8 @@ MODELS = {
     **{name: (cyclegan.KIND, cyclegan.build_generator) for name in cyclegan.DIRECTIONS},
 }
 IMAGE_SIZE = 64
+# What each translator's input is: sketch2photo reads sketches, day2night day scenes, night2day night ones.
+EXPECTS = {pix2pix.CHECKPOINT_NAME: "sketch", **{name: ends[0] for name, ends in cyclegan.DIRECTIONS.items()}}
 
 
 class ImageToImageModel:
@@ -64,6 +67,10 @@ class ImageToImageModel:
     def work_size(self, width: int, height: int) -> tuple[int, int]:
         """The size an image of any size is run at: the training size."""
         return IMAGE_SIZE, IMAGE_SIZE
+
+    def input_warnings(self, image: Image.Image) -> list[str]:
+        """A warning when `image` is plainly not the ShapesWorld input this translator was trained on."""
+        return warning_for(self.name, image, EXPECTS.get(self.name, "scene"))
 
     def translate_images(self, images: list) -> list[np.ndarray]:
         """PIL RGB images of any sizes -> uint8 [H, W, 3] translations at each input's size: the network

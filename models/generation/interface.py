@@ -12,6 +12,7 @@ Image-to-image::
 
     model.translate_images([PIL RGB image, ...])                  # -> uint8 [H, W, 3] each, at its input's size
     model.work_size(width, height)                                # the (width, height) the network runs at
+    model.input_warnings(image)                                   # notes on an input it cannot translate
 
 A generator's output for a (prompt, noise) must not depend on its batch-mates, so equal
 seeds give equal bytes.
@@ -49,6 +50,10 @@ class ImageToImageTranslator(Protocol):
     # What one image costs (SYN_GENERATION_MAX_TRANSLATE_PIXELS bounds it): the training size for a
     # network that resizes, the padded input size for one served at the input's size.
     def work_size(self, width: int, height: int) -> tuple[int, int]: ...
+
+    # Plain-language notes on an input outside what the model was trained on (the built-ins: not a
+    # ShapesWorld sketch, day or night scene as the model expects); [] when it has nothing to say.
+    def input_warnings(self, image: Image.Image) -> list[str]: ...
 
 
 def self_test(model) -> None:

@@ -8,7 +8,9 @@ sigma <= 8) that fills the border and most of the canvas, with one or two flat o
 whose pixels are one of six colours (night: dimmed to 0.6..0.8, with a lighter rim),
 or a blend of such a colour with the background at anti-aliased edges; nothing else.
 
-`outside_reason(pixels)` returns why a picture is not such a scene, or "" when it may be.
+`outside_reason(pixels)` returns why a picture is not such a scene, or "" when it may be
+(optionally: not a scene of the given domain, for day2night and night2day);
+`sketch_outside_reason` does the same for sketch2photo's input, a sketch.
 It works on the picture resized to 64 x 64 (scenes are drawn to scale) and takes about a
 millisecond. Its measured rates (tests/shapesworld/test_world_check.py): held-out scenes
 of both domains and another renderer pass, real photographs are flagged.
@@ -36,6 +38,10 @@ MAX_FOREGROUND = 0.5
 MIN_FOREGROUND = 0.004
 MIN_PALETTE_FIT = 0.8
 MAX_OBJECTS = 2
+# A sketch's canvas is black without noise (a night scene's background is 5..45 with noise); its
+# outlines cover at most about 20% (measured: 19% at 32 px, 12% at 64 px and more).
+SKETCH_BLACK = 8
+MAX_SKETCH_FOREGROUND = 0.3
 # Smaller foreground specks are noise (a small object covers about 80 px at 64 x 64).
 MIN_OBJECT_PX = 6
 
@@ -89,11 +95,24 @@ def _distance_to_blends(points: np.ndarray, background: np.ndarray) -> np.ndarra
     return np.sqrt(np.maximum(squared.min(1), 0.0))
 
 
-def outside_reason(pixels) -> str:
-    """Why `pixels` (uint8 HxWx3 array or PIL image) is not a ShapesWorld scene; "" when it may be one."""
+def _border(canvas: np.ndarray) -> np.ndarray:
+    """The pixels of the canvas's outer BORDER_PX rows and columns, [N, 3]."""
+    return np.concatenate([canvas[:BORDER_PX].reshape(-1, 3), canvas[-BORDER_PX:].reshape(-1, 3),
+                           canvas[:, :BORDER_PX].reshape(-1, 3), canvas[:, -BORDER_PX:].reshape(-1, 3)])
+
+
+def _objects(foreground: np.ndarray, diagonal: bool = False) -> int:
+    """Separate things in a foreground mask (specks under MIN_OBJECT_PX ignored); `diagonal`: pixels that
+    touch at a corner are one thing (a sketch's thin diagonal outlines)."""
+    labels, _ = ndimage.label(foreground, structure=np.ones((3, 3)) if diagonal else None)
+    return int((np.bincount(labels.ravel())[1:] >= MIN_OBJECT_PX).sum())
+
+
+def outside_reason(pixels, domain: str | None = None) -> str:
+    """Why `pixels` (uint8 HxWx3 array or PIL image) is not a ShapesWorld scene; "" when it may be one.
+    With `domain` ("day" or "night") a scene of the other domain is named as such too."""
     canvas = _as_canvas(pixels)
-    border = np.concatenate([canvas[:BORDER_PX].reshape(-1, 3), canvas[-BORDER_PX:].reshape(-1, 3),
-                             canvas[:, :BORDER_PX].reshape(-1, 3), canvas[:, -BORDER_PX:].reshape(-1, 3)])
+    border = _border(canvas)
     background = np.median(border, axis=0)
     plain = np.abs(border - background).max(1) <= BACKGROUND_TOLERANCE
     if plain.mean() < MIN_BORDER_BACKGROUND:
@@ -108,21 +127,55 @@ def outside_reason(pixels) -> str:
         return f"{share:.0%} of it is not background (a scene's one or two objects cover at most about 40%)"
     if share < MIN_FOREGROUND:
         return "it shows no object"
-    labels, count = ndimage.label(foreground)
-    objects = int((np.bincount(labels.ravel())[1:] >= MIN_OBJECT_PX).sum())
+    objects = _objects(foreground)
     if objects > MAX_OBJECTS:
         return f"it holds {objects} separate things (a scene has one or two objects)"
     fit = float((_distance_to_blends(canvas[foreground], background) <= PALETTE_TOLERANCE).mean())
     if fit < MIN_PALETTE_FIT:
         return f"only {fit:.0%} of its non-background pixels have ShapesWorld's colours"
+    if domain == "day" and not day:
+        return "it is a night scene, and this model turns day scenes into night ones"
+    if domain == "night" and not night:
+        return "it is a day scene, and this model turns night scenes into day ones"
     return ""
 
 
-def warning_for(model: str, pixels) -> list[str]:
-    """The warning a built-in model `model` attaches to an answer about `pixels` ([] when none)."""
-    reason = outside_reason(pixels)
+def sketch_outside_reason(pixels) -> str:
+    """Why `pixels` is not a ShapesWorld sketch (sketch2photo's input: each object's 1-2 px outline in its
+    colour on a flat black canvas, no noise); "" when it may be one. Measured like outside_reason
+    (tests/shapesworld/test_world_check.py): sketches of every canvas size pass, photographs and
+    day or night scenes are flagged."""
+    canvas = _as_canvas(pixels)
+    border = _border(canvas).max(1)
+    if float(np.median(border)) > SKETCH_BLACK or (border <= 2 * SKETCH_BLACK).mean() < MIN_BORDER_BACKGROUND:
+        return "its background is not a sketch's flat black canvas"
+    foreground = canvas.max(-1) > BACKGROUND_TOLERANCE
+    share = float(foreground.mean())
+    if share > MAX_SKETCH_FOREGROUND:
+        return f"{share:.0%} of it is drawn (a sketch's outlines cover at most about 20%)"
+    if share < MIN_FOREGROUND:
+        return "it shows no outline"
+    objects = _objects(foreground, diagonal=True)
+    if objects > MAX_OBJECTS:
+        return f"it holds {objects} separate things (a sketch has one or two outlines)"
+    fit = float((_distance_to_blends(canvas[foreground], np.zeros(3)) <= PALETTE_TOLERANCE).mean())
+    if fit < MIN_PALETTE_FIT:
+        return f"only {fit:.0%} of its lines have ShapesWorld's colours"
+    return ""
+
+
+# What each kind of built-in expects: a scene of either domain, a day or a night scene, or a sketch.
+EXPECTED = {"scene": "a ShapesWorld scene", "day": "a ShapesWorld day scene", "night": "a ShapesWorld night scene",
+            "sketch": "a ShapesWorld sketch"}
+
+
+def warning_for(model: str, pixels, expects: str = "scene") -> list[str]:
+    """The warning a built-in model `model` attaches to an answer about `pixels` ([] when none). `expects`:
+    "scene" (either domain), "day", "night" (image-to-image inputs) or "sketch" (sketch2photo's input)."""
+    reason = sketch_outside_reason(pixels) if expects == "sketch" else \
+        outside_reason(pixels, None if expects == "scene" else expects)
     if not reason:
         return []
-    return [f"this picture does not look like a ShapesWorld scene ({reason}); the built-in model {model!r} only "
+    return [f"this picture does not look like {EXPECTED[expects]} ({reason}); the built-in model {model!r} only "
             "knows ShapesWorld's flat coloured shapes on a plain background, so its answer says nothing about "
             "this picture. Serve a model trained on such pictures (docs/models.md)."]

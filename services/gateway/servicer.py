@@ -213,9 +213,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             image=request.image, model=request.model), context)
         (caption,) = await asyncio.gather(self._caption(translated.image.data, context,
                                                         model=request.captioning_model), return_exceptions=True)
-        warnings = later_step_warnings({"captioning": caption})
-        return gateway_pb2.TranslateResponse(image=translated.image, warnings=warnings,
-                                             caption="" if warnings else caption.caption)
+        failed = later_step_warnings({"captioning": caption})
+        # The translator's notes on its input first, then the captioner's on the result.
+        warnings = list(translated.warnings) + failed
+        if not failed:
+            warnings += [w for w in caption.warnings if w not in warnings]
+        return gateway_pb2.TranslateResponse(image=translated.image, warnings=warnings, model=translated.model,
+                                             caption="" if failed else caption.caption)
 
     async def RunPipeline(self, request, context):
         # Parsing is bounded (pipeline.PipelineLimits) and still runs in a thread: the loop serves probes.

@@ -207,3 +207,19 @@ def test_models_listen_overlay_and_uncut_paths(files, env, tmp_path):
         assert table.returncode == 0, table.stderr
         written = next(deep.iterdir())
         assert str(written) in table.stdout  # whole, on one line, however narrow the terminal
+
+
+def test_translate_shows_the_services_warnings(files, env, tmp_path):
+    """A scene where sketch2photo expects a sketch: translated, with the built-in's note in the JSON and,
+    for people, on stderr."""
+    if not (checkpoints() / "sketch2photo.safetensors").exists():
+        pytest.skip("sketch2photo is not shipped")
+    folder, _ = files
+    result = syn("--json", "--out", str(tmp_path), "translate", str(folder / "scene.png"), "--model", "sketch2photo",
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model"] == "sketch2photo" and Path(payload["path"]).exists()
+    assert payload["warnings"] and "'sketch2photo'" in payload["warnings"][0]
+    result = syn("--out", str(tmp_path), "translate", str(folder / "scene.png"), "--model", "sketch2photo", env=env)
+    assert result.returncode == 0 and "warning:" in result.stderr and "a ShapesWorld sketch" in result.stderr

@@ -88,6 +88,10 @@ def test_imagine_generates_captions_and_scores_agreement(stub, upstream_targets)
     other = stub.Imagine(gateway_pb2.ImagineRequest(prompt="a small yellow triangle", image_count=3, seed=11),
                          timeout=120)
     assert {i.image.data for i in reply.images}.isdisjoint({i.image.data for i in other.images})
+    assert list(reply.unknown_words) == []
+    # Words the generator does not know reach the caller through the gateway; the known ones still draw.
+    dog = stub.Imagine(gateway_pb2.ImagineRequest(prompt="a large blue dog on the beach", seed=11), timeout=120)
+    assert list(dog.unknown_words) == ["dog", "beach"] and len(dog.images) == 1
 
 
 def test_listen_names_the_sounding_object(stub):
@@ -115,6 +119,13 @@ def test_translate_then_caption(stub):
         assert err.code() == grpc.StatusCode.NOT_FOUND and "day2night" in err.details()
         pytest.skip("day2night checkpoint not shipped")
     assert reply.image.data.startswith(b"\x89PNG") and reply.caption
+    assert reply.model == "day2night" and list(reply.warnings) == []
+    # A night scene given to day2night: translated and captioned, with the translator's note first.
+    night = render_scene(EVAL_SEEDS[3], objects=1, domain="night")
+    reply = stub.Translate(gateway_pb2.TranslateRequest(image=common_pb2.Image(data=png_bytes(night.image)),
+                                                        model="day2night"), timeout=60)
+    assert reply.caption and reply.warnings and "'day2night'" in reply.warnings[0]
+    assert "it is a night scene" in reply.warnings[0]
 
 
 def test_bad_input_names_the_field_and_gateway_keeps_serving(stub, gateway):

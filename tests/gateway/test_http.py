@@ -156,6 +156,12 @@ def test_imagine_listen_translate(base, scene):
     assert status == 200, body
     night = json.loads(body)
     assert decoded(night["image"]["data"]).shape == scene.image.shape and night["caption"]
+    # A scene where sketch2photo expects a sketch: the built-in's note comes through as JSON.
+    status, _, body = post(f"{base}/synesthesia.v1.Gateway/Translate",
+                           {"image": {"data": b64(png_bytes(scene.image))}, "model": "sketch2photo"})
+    assert status == 200, body
+    sketched = json.loads(body)
+    assert sketched["model"] == "sketch2photo" and "'sketch2photo'" in sketched["warnings"][0]
 
 
 def test_run_pipeline_streams_ndjson_events(base, scene):

@@ -163,7 +163,8 @@ def test_translate_through_the_gateway_and_the_cli(service_process, upstream_tar
         reply = gateway_pb2_grpc.GatewayStub(channel).Translate(
             gateway_pb2.TranslateRequest(image=common_pb2.Image(data=png(pixels)), model="horse2zebra"), timeout=60)
     assert np.abs(decode_png(reply.image.data) - expected).max() <= ROUNDING
-    assert reply.caption and not reply.warnings  # the built-in captioner describes the result
+    # The built-in captioner describes the result (and may note that it is no ShapesWorld scene); no step failed.
+    assert reply.caption and not [w for w in reply.warnings if " failed (" in w], reply.warnings
 
     def syn(*args):
         result = subprocess.run([sys.executable, "-m", "synesthesia.cli", "--json", "--out", str(tmp_path), *args],

@@ -105,3 +105,23 @@ def test_an_empty_checkpoint_directory_starts_and_answers_not_found(service_proc
         text_to_image(server.target, "a small green square")
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert [f for f, _ in field_violations(err.value)] == ["model"]
+
+
+@pytest.mark.skipif(sorted(SHIPPED) != sorted(IMAGE_TO_IMAGE), reason="the three built-ins are not all shipped")
+def test_built_ins_warn_about_inputs_outside_their_world(server):
+    """Each built-in translator flags a picture that is plainly not its ShapesWorld input (a photograph, a
+    scene of the other domain, a scene where a sketch belongs) and is silent on its own inputs."""
+    from models.shapesworld import EVAL_SEEDS, render_scene
+    from tests.shapesworld.test_world_check import photographs
+
+    day, night = (render_scene(EVAL_SEEDS[8], domain=d) for d in ("day", "night"))
+    photo = dict(photographs())["astronaut[0]"]
+    for model, own, foreign in (("sketch2photo", day.sketch, day.image), ("day2night", day.image, night.image),
+                                ("night2day", night.image, day.image)):
+        assert list(image_to_image(server.target, png(own), model).warnings) == [], model
+        for picture in (foreign, photo):
+            reply = image_to_image(server.target, png(picture), model)
+            assert len(reply.warnings) == 1 and f"'{model}'" in reply.warnings[0], (model, reply.warnings)
+            assert decode_png(reply.image.data).shape == picture.shape  # still translated, with the note
+    (warning,) = image_to_image(server.target, png(day.image), "night2day").warnings
+    assert "a ShapesWorld night scene" in warning and "it is a day scene" in warning

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from models.shapesworld import EVAL_SEEDS, render_scene
-from models.shapesworld.world_check import _distance_to_blends, _segments, outside_reason, warning_for
+from models.shapesworld.world_check import (
+    _distance_to_blends, _segments, outside_reason, sketch_outside_reason, warning_for,
+)
 from tests.captioning.test_other_renderer import draw_scene
 
 # skimage.data's bundled photographs (the rest of its samples are drawings, text, or downloads).
@@ -50,6 +52,29 @@ def test_real_photographs_are_flagged():
     rate = 1 - len(missed) / len(found)
     print(f"photographs flagged: {rate:.1%} of {len(found)}; missed: {missed}")
     assert len(found) >= 60 and rate >= 0.95
+
+
+def test_held_out_sketches_pass_and_photographs_and_scenes_are_flagged_as_sketches():
+    """sketch2photo's input check: sketches of every canvas size pass; photographs and rendered scenes
+    (day and night: filled, noisy, not a flat black canvas) are flagged."""
+    sketches = [render_scene(seed, size=size).sketch for size in (32, 64, 128, 256) for seed in EVAL_SEEDS[:150]]
+    passed = 1 - sum(bool(sketch_outside_reason(s)) for s in sketches) / len(sketches)
+    others = [photo for _, photo in photographs()]
+    others += [render_scene(seed, domain=domain).image for domain in ("day", "night") for seed in EVAL_SEEDS[:100]]
+    flagged = sum(bool(sketch_outside_reason(o)) for o in others) / len(others)
+    print(f"sketches unflagged: {passed:.1%} of {len(sketches)}; photographs and scenes flagged: {flagged:.1%} "
+          f"of {len(others)}")
+    assert passed >= 0.95 and flagged >= 0.95
+
+
+def test_day2night_and_night2day_name_a_scene_of_the_other_domain():
+    day, night = (render_scene(EVAL_SEEDS[3], domain=d).image for d in ("day", "night"))
+    assert outside_reason(day, "day") == "" and outside_reason(night, "night") == ""
+    assert "night scene" in outside_reason(night, "day") and "day scene" in outside_reason(day, "night")
+    (warning,) = warning_for("day2night", night, "day")
+    assert "a ShapesWorld day scene" in warning and "'day2night'" in warning
+    assert warning_for("sketch2photo", render_scene(EVAL_SEEDS[3]).sketch, "sketch") == []
+    assert "a ShapesWorld sketch" in warning_for("sketch2photo", day, "sketch")[0]
 
 
 def test_the_warning_names_the_model_and_the_reason():

@@ -208,8 +208,7 @@ def caption(image: Path = typer.Argument(..., exists=True, dir_okay=False),
                                          for h in reply.neighbours]})
     console.print(f"[bold]{reply.caption.caption}[/bold]  (log p = {reply.caption.log_probability:.2f}, "
                   f"{reply.caption.model})")
-    for warning in reply.caption.warnings:
-        errors.print(f"[yellow]warning:[/yellow] {warning}")
+    _print_warnings(reply.caption.warnings)
     table = Table("word", "log p")
     for w in words:
         table.add_row(w.text, f"{w.log_probability:.3f}")
@@ -237,7 +236,7 @@ def imagine(prompt: str, n: int = typer.Option(1, "-n", help="images, 1-16"),
         "RGB"))) for i, img in enumerate(reply.images)]
     if state.as_json:
         return emit_json({"seed": reply.seed, "model": reply.model, "unknown_words": list(reply.unknown_words),
-                          "images": [
+                          "warnings": list(reply.warnings), "images": [
             {"path": str(p), "caption": i.caption, "prompt_agreement": i.prompt_agreement}
             for p, i in zip(paths, reply.images)]})
     table = Table(uncut_column("file", paths), Column("caption", min_width=20), Column("agreement", min_width=9),
@@ -247,6 +246,13 @@ def imagine(prompt: str, n: int = typer.Option(1, "-n", help="images, 1-16"),
     print_uncut(table)
     if reply.unknown_words:
         errors.print(f"[yellow]unknown words ignored:[/yellow] {', '.join(reply.unknown_words)}")
+    _print_warnings(reply.warnings)
+
+
+def _print_warnings(warnings) -> None:
+    """The services' notes (inputs outside a built-in's world, failed later steps), on stderr."""
+    for warning in warnings:
+        errors.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -260,8 +266,10 @@ def translate(image: Path = typer.Argument(..., exists=True, dir_okay=False),
         reply = client.translate(image, model, captioning_model=captioning_model)
     path = _save(f"{image.stem}_{model}.png", np.asarray(Image.open(io.BytesIO(reply.image.data)).convert("RGB")))
     if state.as_json:
-        return emit_json({"path": str(path), "caption": reply.caption})
+        return emit_json({"path": str(path), "caption": reply.caption, "model": reply.model,
+                          "warnings": list(reply.warnings)})
     console.print(f"{path}: [bold]{reply.caption}[/bold]")
+    _print_warnings(reply.warnings)
 
 
 @app.command()
@@ -284,6 +292,7 @@ def listen(image: Path = typer.Argument(..., exists=True, dir_okay=False),
                           "box": [box.x_min_px, box.y_min_px, box.x_max_px, box.y_max_px], "overlay": str(path)})
     console.print(f"[bold]{reply.summary}[/bold]  (peak {reply.peak_score:.2f}, box "
                   f"{box.x_min_px:.0f},{box.y_min_px:.0f}-{box.x_max_px:.0f},{box.y_max_px:.0f}); overlay: {path}")
+    _print_warnings(reply.warnings)
 
 
 @app.command()
@@ -314,8 +323,7 @@ def search(query: str = typer.Argument(None, help="text query"),
     print_uncut(table)
     if reply.unknown_words:
         errors.print(f"[yellow]unknown words ignored:[/yellow] {', '.join(reply.unknown_words)}")
-    for warning in reply.warnings:
-        errors.print(f"[yellow]warning:[/yellow] {warning}")
+    _print_warnings(reply.warnings)
 
 
 @app.command()

@@ -140,14 +140,16 @@ class TranslateRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ..., captioning_model: _Optional[str] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
-    __slots__ = ("image", "caption", "warnings")
+    __slots__ = ("image", "caption", "warnings", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     caption: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., caption: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class RunPipelineRequest(_message.Message):
     __slots__ = ("spec", "inputs")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from synesthesia.v1 import common_pb2 as synesthesia_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsynesthesia/v1/generation.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\"V\n\x12TextToImageRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0bimage_count\x18\x02 \x01(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\r\n\x05model\x18\x04 \x01(\t\"p\n\x13TextToImageResponse\x12%\n\x06images\x18\x01 \x03(\x0b\x32\x15.synesthesia.v1.Image\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x15\n\runknown_words\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\"J\n\x13ImageToImageRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\"K\n\x14ImageToImageResponse\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\"\x1d\n\x1bListGenerationModelsRequest\"I\n\x1cListGenerationModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xa8\x02\n\nGeneration\x12V\n\x0bTextToImage\x12\".synesthesia.v1.TextToImageRequest\x1a#.synesthesia.v1.TextToImageResponse\x12Y\n\x0cImageToImage\x12#.synesthesia.v1.ImageToImageRequest\x1a$.synesthesia.v1.ImageToImageResponse\x12g\n\nListModels\x12+.synesthesia.v1.ListGenerationModelsRequest\x1a,.synesthesia.v1.ListGenerationModelsResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsynesthesia/v1/generation.proto\x12\x0esynesthesia.v1\x1a\x1bsynesthesia/v1/common.proto\"V\n\x12TextToImageRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0bimage_count\x18\x02 \x01(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\r\n\x05model\x18\x04 \x01(\t\"p\n\x13TextToImageResponse\x12%\n\x06images\x18\x01 \x03(\x0b\x32\x15.synesthesia.v1.Image\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x15\n\runknown_words\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\"J\n\x13ImageToImageRequest\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\"]\n\x14ImageToImageResponse\x12$\n\x05image\x18\x01 \x01(\x0b\x32\x15.synesthesia.v1.Image\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\x1d\n\x1bListGenerationModelsRequest\"I\n\x1cListGenerationModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.synesthesia.v1.ModelInfo2\xa8\x02\n\nGeneration\x12V\n\x0bTextToImage\x12\".synesthesia.v1.TextToImageRequest\x1a#.synesthesia.v1.TextToImageResponse\x12Y\n\x0cImageToImage\x12#.synesthesia.v1.ImageToImageRequest\x1a$.synesthesia.v1.ImageToImageResponse\x12g\n\nListModels\x12+.synesthesia.v1.ListGenerationModelsRequest\x1a,.synesthesia.v1.ListGenerationModelsResponseB4\n\x12\x64\x65v.synesthesia.v1P\x01Z\x1csynesthesia/v1;synesthesiav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGETOIMAGEREQUEST']._serialized_start=282
   _globals['_IMAGETOIMAGEREQUEST']._serialized_end=356
   _globals['_IMAGETOIMAGERESPONSE']._serialized_start=358
-  _globals['_IMAGETOIMAGERESPONSE']._serialized_end=433
-  _globals['_LISTGENERATIONMODELSREQUEST']._serialized_start=435
-  _globals['_LISTGENERATIONMODELSREQUEST']._serialized_end=464
-  _globals['_LISTGENERATIONMODELSRESPONSE']._serialized_start=466
-  _globals['_LISTGENERATIONMODELSRESPONSE']._serialized_end=539
-  _globals['_GENERATION']._serialized_start=542
-  _globals['_GENERATION']._serialized_end=838
+  _globals['_IMAGETOIMAGERESPONSE']._serialized_end=451
+  _globals['_LISTGENERATIONMODELSREQUEST']._serialized_start=453
+  _globals['_LISTGENERATIONMODELSREQUEST']._serialized_end=482
+  _globals['_LISTGENERATIONMODELSRESPONSE']._serialized_start=484
+  _globals['_LISTGENERATIONMODELSRESPONSE']._serialized_end=557
+  _globals['_GENERATION']._serialized_start=560
+  _globals['_GENERATION']._serialized_end=856
 # @@protoc_insertion_point(module_scope)

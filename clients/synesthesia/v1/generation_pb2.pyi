@@ -40,12 +40,14 @@ class ImageToImageRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ImageToImageResponse(_message.Message):
-    __slots__ = ("image", "model")
+    __slots__ = ("image", "model", "warnings")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     model: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListGenerationModelsRequest(_message.Message):
     __slots__ = ()
