@@ -124,6 +124,16 @@ def test_loaded_model_gives_the_reference_maps_in_one_batch(model, best):
     assert localizer.details.parameter_count == sum(p.numel() for p in model.parameters())
 
 
+def test_the_projection_size_is_read_from_the_tensors(tmp_path):
+    # train.py's --out_dim: 512 in every release, any D loads.
+    narrow = reference.random_model(seed=3, dim=64)
+    localizer = families.load(entry(reference.save_best(narrow, tmp_path / "best.pth")), "cpu")
+    (image, clip), = pairs(1, seed=6)
+    np.testing.assert_allclose(localizer.localize([image], [clip])[0].heatmap,
+                               reference.reference_heatmap(narrow, image, clip), rtol=0, atol=1e-4)
+    assert "64-d" in localizer.details.architecture
+
+
 # --- strict loading -------------------------------------------------------------------------
 
 
