@@ -233,11 +233,11 @@ class Release:
 
 
 def write_release(directory: Path, nf: int = 2, nz: int = 100, nhidden: int = 8, ninput: int = 6,
-                  imsize: int = 256, multi_gpus: bool = False, seed: int = 0) -> Release:
+                  imsize: int = 256, multi_gpus: bool = False, seed: int = 0, words: list[str] = WORDS) -> Release:
     """A tiny DF-GAN release in `directory`: random networks saved in the reference layout."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    ixtoword = dict(enumerate(WORDS))
+    ixtoword = dict(enumerate(words))
     wordtoix = {w: i for i, w in ixtoword.items()}
     encoder = RNN_ENCODER(len(wordtoix), ninput=ninput, nhidden=nhidden).eval()
     netG = NetG(nf, nz, nhidden, imsize, 3)
