@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: install protos check-protos test test-fast up down demo bench train \
         train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding \
-        compose-config clean bench-peers
+        compose-config clean bench-peers explain-measure
 
 install:
 	$(BOOT)
@@ -47,6 +47,14 @@ bench: install
 # their environments are built under $${SYN_PEERS_DIR:-~/.cache/synesthesia/peers}, never in .venv.
 bench-peers: install
 	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md
+
+# Measure the explanation methods (pointing game, deletion/insertion, sanity check) on held-out scenes and
+# rewrite their tables and pictures in docs/explanations.md (CPU, about 30 min on 2 cores for the default).
+EXPLAIN_MODELS ?= embedding,localization
+EXPLAIN_SCENES ?= 100
+explain-measure: install
+	$(PY) -m models.explain.evaluate --models $(EXPLAIN_MODELS) --scenes $(EXPLAIN_SCENES) --sanity-scenes 5 \
+		--pictures docs/explanations --docs docs/explanations.md
 
 # Re-train the built-in checkpoints on ShapesWorld (each fits in about 20 minutes on 2 CPU cores).
 train: train-judge train-captioning train-audio train-text2image train-pix2pix train-cyclegan train-embedding

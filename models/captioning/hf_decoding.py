@@ -146,9 +146,8 @@ def resize_normalise(image: Image.Image, size: tuple[int, int], mean, std) -> to
     return (pixels - torch.tensor(mean, dtype=torch.float32)[:, None, None]) / torch.tensor(std, dtype=torch.float32)[:, None, None]
 
 
-def words_of(tokenizer, tokens: list[int], lps: list[float], maps: list,
-             grid: tuple[int, int] | None) -> list[DecodedWord]:
-    """Merge tokens into the whitespace-separated words of their decoded text."""
+def token_owners(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]], list[int]]:
+    """(decoded text, character span of each whitespace-separated word, the word each token belongs to)."""
     text = tokenizer.decode(tokens, skip_special_tokens=True)
     spans, owner = [], []  # word character spans; word index of each token
     position = 0
@@ -168,6 +167,13 @@ def words_of(tokenizer, tokens: list[int], lps: list[float], maps: list,
             owner[j] = next((o for o in owner[j::-1] if o is not None), None)
         if owner[j] is None:
             owner[j] = next((o for o in owner[j:] if o is not None), 0)
+    return text, spans, owner
+
+
+def words_of(tokenizer, tokens: list[int], lps: list[float], maps: list,
+             grid: tuple[int, int] | None) -> list[DecodedWord]:
+    """Merge tokens into the whitespace-separated words of their decoded text."""
+    text, spans, owner = token_owners(tokenizer, tokens)
     words = []
     for w, (s, e) in enumerate(spans):
         mine = [j for j, o in enumerate(owner) if o == w]

@@ -45,14 +45,19 @@ def _input(images: torch.Tensor) -> torch.Tensor:
     return images.detach().clone().float().requires_grad_(True)
 
 
-def _score_and_activations(score: ScoreFn, images: torch.Tensor,
-                           layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def _score_and_activations(score: ScoreFn, images: torch.Tensor, layer: nn.Module,
+                           capture: str = "output") -> tuple[torch.Tensor, torch.Tensor]:
+    """The scores and `layer`'s output (or, with capture="input", the hidden states entering it)."""
     captured: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        captured.append(output)
+        captured.append(output[0] if isinstance(output, tuple) else output)
 
-    handle = layer.register_forward_hook(hook)
+    def pre_hook(_module, args, kwargs):
+        captured.append(args[0] if args else kwargs["hidden_states"])
+
+    handle = (layer.register_forward_pre_hook(pre_hook, with_kwargs=True) if capture == "input"
+              else layer.register_forward_hook(hook))
     try:
         scores = score(images)
     finally:
@@ -62,15 +67,20 @@ def _score_and_activations(score: ScoreFn, images: torch.Tensor,
     return scores, captured[-1]
 
 
-def grad_cam(score: ScoreFn, images: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-    """ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d score / d A_k, for `layer`'s output A [N,K,h,w]."""
+def grad_cam(score: ScoreFn, images: torch.Tensor, layer: nn.Module, capture: str = "output",
+             to_grid: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = None) -> torch.Tensor:
+    """ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d score / d A_k, for `layer`'s output A [N,K,h,w].
+    A transformer's tokens [N,T,D] are first laid out as a grid by `to_grid` (its patch tokens, [N,D,h,w])."""
+    size = tuple(images.shape[-2:])
     with gradients_on():
         x = _input(images)
-        scores, acts = _score_and_activations(score, x, layer)
+        scores, acts = _score_and_activations(score, x, layer, capture)
         (grads,) = torch.autograd.grad(scores.sum(), acts)
+        if to_grid is not None:
+            acts, grads = to_grid(acts, size), to_grid(grads, size)
         weights = grads.mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * acts).sum(1)).detach()
-    return upsample(cam, tuple(images.shape[-2:]))
+    return upsample(cam, size)
 
 
 class _GuidedReLU(torch.autograd.Function):

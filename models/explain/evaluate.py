@@ -1,6 +1,7 @@
 """Measure every explanation method on held-out ShapesWorld scenes with ground-truth masks.
 
     python -m models.explain.evaluate --scenes 200 --sanity-scenes 20 --pictures docs/explanations
+    make explain-measure      # the embedding and localisation tables of docs/explanations.md, rewritten
 
 For each model and method: the pointing game (the map's peak inside the mask of the object the score is
 about), deletion and insertion AUC (metrics.py), and the cascading-randomisation sanity check (mean
@@ -11,6 +12,13 @@ Cases (EVAL_SEEDS only, disjoint from training):
 * judge: one-object scenes; score = the `shape` head's logit for the true shape; probability = its softmax.
 * captioning: two-object scenes, canonical caption teacher-forced; score = log p(shape word of one object);
   probability = p(that word); mask = that object.
+* embedding: two-object scenes, text = "a {size} {colour} {shape}" of one object; score = cosine(image,
+  text); probability = softmax of the scaled cosines over the two objects' phrases (the named one against
+  the distractor's); mask = the named object. The sanity check randomises the image tower only (the text
+  embedding is the fixed query).
+* localization: two-object scenes with their clip (one object sounds); score = the audio-visual score (peak
+  cosine over locations); probability = its calibrated sigmoid; mask = the sounding object. The sanity check
+  randomises the visual tower only.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch
 
 from models.explain import metrics, render
 from models.explain.methods import Options, explain
-from models.explain.targets import CaptionWordTarget, JudgeTarget
+from models.explain.targets import CaptionWordTarget, JudgeTarget, MatchTarget, SoundTarget
 from models.shapesworld import EVAL_SEEDS, SHAPES, render_scene
 
 FIRST_SEED = EVAL_SEEDS.start + 700_000  # a block of held-out seeds no other evaluation in the repo reads
@@ -35,7 +43,13 @@ METHODS_BY_MODEL = {
     "judge": ("cam", "grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion"),
     "captioning": ("attention", "grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared",
                    "occlusion"),
+    "embedding": ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion"),
+    "localization": ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared",
+                     "occlusion"),
 }
+# The part of each model the sanity check randomises: what the explained score reads the image with
+# ("" = every layer).
+SANITY_SCOPE = {"judge": "", "captioning": "", "embedding": "image_encoder", "localization": "visual"}
 BASELINES = ("random", "centre")
 
 
@@ -82,6 +96,41 @@ def caption_cases(captioner, count: int, first_seed: int = FIRST_SEED) -> Iterat
                    f"{scene.captions[0]} [{obj.shape}]")
 
 
+def _phrase(obj) -> str:
+    return f"a {obj.size} {obj.colour} {obj.shape}"
+
+
+def match_cases(embedder, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]:
+    seed = first_seed
+    made = 0
+    while made < count:
+        scene = render_scene(seed, objects=2)
+        seed += 1
+        a, b = scene.objects
+        if _phrase(a) == _phrase(b):
+            continue  # the text would name both objects
+        obj, other = (a, b) if made % 2 == 0 else (b, a)
+        target = MatchTarget.of(embedder, _phrase(obj))
+        with torch.no_grad():
+            texts = embedder.encode_texts([_phrase(obj), _phrase(other)])
+
+        def probability(x, texts=texts):
+            return (embedder.scale() * embedder.encode_images(x) @ texts.T).softmax(1)[:, 0]
+
+        made += 1
+        yield Case(_tensor(scene.image), obj.mask, target, probability, scene.image,
+                   f"{_phrase(obj)} (not {_phrase(other)})")
+
+
+def sound_cases(localizer, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]:
+    for seed in range(first_seed, first_seed + count):
+        scene = render_scene(seed, objects=2)
+        target = SoundTarget.of(localizer, torch.from_numpy(scene.audio).float())
+        yield Case(_tensor(scene.image), scene.mask, target,
+                   lambda x, t=target: torch.sigmoid(localizer.logits(t(x))), scene.image,
+                   f"sound of the {scene.sounding_object.colour} {scene.sounding_object.shape}")
+
+
 def _map(method: str, case: Case, options: Options, rng: np.random.Generator) -> np.ndarray:
     h, w = case.mask.shape
     if method == "random":
@@ -111,17 +160,18 @@ def measure(model_name: str, model, cases: list[Case], methods: tuple[str, ...],
         row = {"pointing": float(np.mean(hits)), "deletion": float(np.mean(deletion)),
                "insertion": float(np.mean(insertion)), "seconds_per_map": seconds / max(1, len(cases))}
         if sanity_cases and method not in BASELINES:
-            row.update(sanity(model, cases[:sanity_cases], method, options))
+            row.update(sanity(model, cases[:sanity_cases], method, options, SANITY_SCOPE.get(model_name, "")))
         results[method] = row
     return results
 
 
-def sanity(model, cases: list[Case], method: str, options: Options) -> dict[str, float]:
-    """Cascading randomisation: mean rho over every step, and rho with every layer randomised."""
+def sanity(model, cases: list[Case], method: str, options: Options, scope: str = "") -> dict[str, float]:
+    """Cascading randomisation (of the layers under `scope`): mean rho over every step, and rho with every
+    layer randomised."""
     trained = [explain(method, c.target, c.image[None], options)[0].numpy() for c in cases]
     per_step: list[float] = []
     final = 0.0
-    for _, randomised in metrics.cascading_randomisation(model):
+    for _, randomised in metrics.cascading_randomisation(model, scope=scope):
         rhos = []
         for case, reference in zip(cases, trained):
             target = _retarget(case.target, randomised)
@@ -151,15 +201,49 @@ def pictures(cases: list[Case], methods: tuple[str, ...], options: Options, scal
 
 
 def load_models(checkpoint_dir: Path | None = None) -> dict[str, object]:
+    from models.audio.localize import load_localizer
     from models.captioning.checkpoint import load_captioner
+    from models.embedding.checkpoint import load_embedder
     from models.judge import load_judge
 
     return {"judge": load_judge(directory=checkpoint_dir).net,
-            "captioning": load_captioner(directory=checkpoint_dir).model}
+            "captioning": load_captioner(directory=checkpoint_dir).model,
+            "embedding": load_embedder(directory=checkpoint_dir).model,
+            "localization": load_localizer(checkpoint_dir=checkpoint_dir).model}
+
+
+CASES = {"judge": judge_cases, "captioning": caption_cases, "embedding": match_cases, "localization": sound_cases}
 
 
 def cases_for(name: str, model, count: int, first_seed: int = FIRST_SEED) -> list[Case]:
-    return list((judge_cases if name == "judge" else caption_cases)(model, count, first_seed))
+    return list(CASES[name](model, count, first_seed))
+
+
+COLUMNS = ("pointing", "deletion ↓", "insertion ↑", "sanity mean rho", "sanity all-random rho", "s / map")
+
+
+def markdown_table(name: str, results: dict[str, dict[str, float]]) -> str:
+    """The docs' table for one model: one row per method, then the baselines."""
+    lines = [f"| {name} method | " + " | ".join(COLUMNS) + " |", "| --- " * (len(COLUMNS) + 1) + "|"]
+    for method, row in results.items():
+        label = f"{method} (baseline)" if method in BASELINES else method
+        sanity = [f"{row[k]:.2f}" if k in row else "—" for k in ("sanity_mean_rho", "sanity_final_rho")]
+        seconds = "—" if method in BASELINES else f"{row['seconds_per_map']:.2f}"
+        lines.append(f"| {label} | {row['pointing']:.2f} | {row['deletion']:.3f} | {row['insertion']:.3f} | "
+                     f"{' | '.join(sanity)} | {seconds} |")
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, tables: dict[str, str]) -> None:
+    """Replace each `<!-- measured:NAME -->` ... `<!-- /measured:NAME -->` block of `path` with its table."""
+    text = path.read_text(encoding="utf-8")
+    for name, table in tables.items():
+        begin, end = f"<!-- measured:{name} -->", f"<!-- /measured:{name} -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"{path} has no {begin} ... {end} block for the {name} table")
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,7 +254,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--pictures", type=Path, default=None, help="folder for the docs' PNGs")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="rewrite the <!-- measured:MODEL --> tables of this page (docs/explanations.md)")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="write --docs from a previous --json file instead of measuring")
     args = parser.parse_args(argv)
+    if args.from_json:
+        everything = json.loads(args.from_json.read_text())
+        if args.docs:
+            write_docs(args.docs, {name: markdown_table(name, rows) for name, rows in everything.items()})
+        return
     torch.manual_seed(0)
     models = load_models()
     options = Options()
@@ -189,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             (args.pictures / f"{name}.png").write_bytes(render.png_bytes(picture))
     if args.json:
         args.json.write_text(json.dumps(everything, indent=2) + "\n")
+    if args.docs:
+        write_docs(args.docs, {name: markdown_table(name, rows) for name, rows in everything.items()})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 `explain(method, target, images, options)` -> maps [N,H,W] (float, CPU) at the images' resolution.
 Methods that need something only some targets have (`cam`: a pooled linear head; `attention`: a
-decoder's attention) raise `ValueError` for the others; `applies(method, target)` says beforehand.
+decoder's attention; `attention_rollout`: a ViT's self-attention) raise `ValueError` for the others, as do
+methods a target lists in `unsupported` (with the reason); `why_not(method, target)` says beforehand.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from models.explain import attribution
 from models.explain.budget import Budget
 
 METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion",
-           "cam", "attention")
+           "cam", "attention", "attention_rollout")
+# Methods only some targets have (the target defines a method of that name).
+OWN_METHODS = ("cam", "attention", "attention_rollout")
 DEFAULT_OCCLUSION_WINDOW_PX = 8
 DEFAULT_OCCLUSION_STRIDE_PX = 4
 
@@ -27,22 +30,30 @@ class Options:
     budget: Budget = field(default_factory=Budget)
 
 
+def why_not(method: str, target) -> str:
+    """Why `method` does not apply to `target`, or "" when it does."""
+    if method not in METHODS:
+        return f"unknown method {method!r}; known: {', '.join(METHODS)}"
+    reason = getattr(target, "unsupported", {}).get(method, "")
+    if reason:
+        return reason
+    if method in OWN_METHODS and not hasattr(target, method):
+        return f"{type(target).__name__} has no {method.replace('_', ' ')}"
+    return ""
+
+
 def applies(method: str, target) -> bool:
-    if method == "cam":
-        return hasattr(target, "cam")
-    if method == "attention":
-        return hasattr(target, "attention")
-    return method in METHODS
+    return not why_not(method, target)
 
 
 def explain(method: str, target, images: torch.Tensor, options: Options | None = None) -> torch.Tensor:
     options = options or Options()
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if not applies(method, target):
-        raise ValueError(f"method {method!r} does not apply to {type(target).__name__}")
+    reason = why_not(method, target)
+    if reason:
+        raise ValueError(f"method {method!r} does not apply: {reason}")
     if method == "grad_cam":
-        maps = attribution.grad_cam(target, images, target.layer)
+        maps = attribution.grad_cam(target, images, target.layer, getattr(target, "capture", "output"),
+                                    getattr(target, "to_grid", None))
     elif method == "guided_grad_cam":
         maps = attribution.guided_grad_cam(target, images, target.model, target.layer)
     elif method == "guided_backprop":
@@ -56,6 +67,8 @@ def explain(method: str, target, images: torch.Tensor, options: Options | None =
                                      options.budget, field="options.occlusion_stride_px")
     elif method == "cam":
         maps = target.cam(images)
+    elif method == "attention_rollout":
+        maps = target.attention_rollout(images)
     else:
         maps = target.attention(images)
     return maps.detach().float().cpu()

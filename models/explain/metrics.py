@@ -74,20 +74,23 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def layers_top_down(model: nn.Module) -> list[str]:
-    """Names of the model's Conv2d and Linear layers, output side first (registration order reversed)."""
-    return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))][::-1]
+def layers_top_down(model: nn.Module, scope: str = "") -> list[str]:
+    """Names of the model's Conv2d and Linear layers (those under the submodule `scope`, when given), output
+    side first (registration order reversed)."""
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+            and (not scope or name == scope or name.startswith(scope + "."))][::-1]
 
 
-def cascading_randomisation(model: nn.Module, seed: int = 0):
+def cascading_randomisation(model: nn.Module, seed: int = 0, scope: str = ""):
     """Yields (layer name, model copy) with that layer and every layer above it re-initialised (the trained
-    model is not touched). BatchNorm statistics are kept, as in Adebayo et al.'s weight randomisation."""
+    model is not touched); `scope` limits it to one submodule (the tower the explained score reads the image
+    with). BatchNorm statistics are kept, as in Adebayo et al.'s weight randomisation."""
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        for name in layers_top_down(randomised):
+        for name in layers_top_down(randomised, scope):
             modules[name].reset_parameters()
             yield name, randomised
     finally:

@@ -21,16 +21,31 @@ from synesthesia.tensors import to_tensor
 from synesthesia.v1 import common_pb2, explain_pb2
 
 from models.explain import explain, render
+from models.explain.hf import HFCaptionWordTarget, hf_word_positions
 from models.explain.targets import CaptionWordTarget, JudgeTarget
 from models.explain.visualise import class_visualisation, filter_pictures, first_conv, top_patches
 from models.images import images_to_batch
 from models.judge import HEADS, load_judge
 from models.shapesworld import EVAL_SEEDS, render_scene
 from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
-from services.runtime.explain import ExplainLane, explanation, method_names, options_from
+from services.runtime.explain import (
+    ExplainLane,
+    check_methods_apply,
+    explanation,
+    method_names,
+    model_view,
+    options_from,
+)
 
 CAPTION_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion",
-                   "attention")
+                   "attention", "attention_rollout")
+# Hugging Face captioning families ExplainCaption explains (models/explain/hf.py): name -> the token that
+# starts a teacher-forced sequence, read from the model's config.
+HF_START_TOKEN = {
+    "vision-encoder-decoder": lambda config: config.decoder_start_token_id,
+    "blip": lambda config: config.text_config.bos_token_id,
+    "git": lambda config: config.bos_token_id,
+}
 JUDGE_METHODS = ("cam", "grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared",
                  "occlusion")
 MAX_CAPTION_WORDS = 50
@@ -98,8 +113,7 @@ class CaptioningExplainer:
         served = servicer.models.get(request.model)
         model_name = served.name
         if served.details.family != "builtin":
-            raise failed_precondition("model", f"{model_name!r} is a {served.details.family} model; ExplainCaption "
-                                               "explains the built-in captioners (docs/explanations.md)")
+            return await self._explain_hf_caption(request, served, names, options)
         captioner = served.model.model
         image, pixels = await self._image(request.image, captioner.config.image_size)
         caption = request.caption.strip()
@@ -119,6 +133,7 @@ class CaptioningExplainer:
         def work(budget):
             options.budget = budget
             target = CaptionWordTarget.of(captioner, caption, request.word_index)
+            check_methods_apply(names, target, model_name, served.details.family)
             with torch.no_grad():
                 log_p = float(target(pixels)[0])
             return log_p, self._run_methods(names, target, pixels, options, image)
@@ -127,6 +142,58 @@ class CaptioningExplainer:
         return explain_pb2.ExplainCaptionResponse(caption=caption, word=words[request.word_index],
                                                   log_probability=log_p, explanations=explanations,
                                                   model=model_name)
+
+    async def _explain_hf_caption(self, request, served, names, options) -> explain_pb2.ExplainCaptionResponse:
+        """ExplainCaption for a Hugging Face captioner: the word's tokens teacher-forced after the family's
+        start token, the methods on the model's own pixel values mapped back to [0, 1]."""
+        from services.captioning.servicer import DEFAULT_MAX_LENGTH
+
+        family = served.details.family
+        captioner = served.model
+        start = HF_START_TOKEN.get(family)
+        if start is None or not hasattr(captioner, "_forward"):
+            raise failed_precondition("model", f"{served.name!r} is a {family} model; ExplainCaption explains the "
+                                               f"built-in captioners and the Hugging Face families "
+                                               f"{', '.join(HF_START_TOKEN)} (docs/explanations.md)")
+        start_id = start(captioner.model.config)
+
+        def decode():
+            picture = image_from_message(request.image, "image", self.settings)
+            return np.asarray(picture), captioner.prepare(picture)
+
+        image, prepared = await asyncio.to_thread(decode)
+        caption = request.caption.strip()
+        if caption:
+            if len(caption.split()) > MAX_CAPTION_WORDS:
+                raise invalid_argument("caption", f"needs 1 to {MAX_CAPTION_WORDS} words, got {len(caption.split())}")
+            ids = captioner.tokenizer(caption, add_special_tokens=False)["input_ids"]
+            eos = captioner.eos_id if captioner.eos_id is not None else start_id
+            sequence = [start_id, *ids, eos]
+        else:  # the model's own greedy caption, exactly as generated (special tokens in it stay its context)
+            def generate(_budget):
+                with torch.no_grad():
+                    return captioner._generate(prepared[None].to(captioner.device), 1, DEFAULT_MAX_LENGTH)[0].tolist()
+
+            sequence = await self.lane.run(generate)
+        text, words, positions = hf_word_positions(captioner, sequence, request.word_index)
+        if not words:
+            raise invalid_argument("caption", "has no word the model's tokenizer knows")
+        if not 0 <= request.word_index < len(words):
+            raise invalid_argument("word_index", f"{request.word_index} is outside 0..{len(words) - 1} for "
+                                                 f"caption {text!r}")
+
+        def work(budget):
+            options.budget = budget
+            target = HFCaptionWordTarget.of(captioner, sequence, positions, words[request.word_index])
+            check_methods_apply(names, target, served.name, family)
+            pixels = HFCaptionWordTarget.images_of(prepared[None].to(captioner.device), target.mean, target.std)
+            with torch.no_grad():
+                log_p = float(target(pixels)[0])
+            return log_p, self._run_methods(names, target, pixels, options, model_view(captioner, pixels, image))
+
+        log_p, explanations = await self.lane.run(work)
+        return explain_pb2.ExplainCaptionResponse(caption=text, word=words[request.word_index], log_probability=log_p,
+                                                  explanations=explanations, model=served.name)
 
     # --- the judge --------------------------------------------------------------------------
 

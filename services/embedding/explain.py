@@ -16,15 +16,27 @@ from synesthesia.v1 import explain_pb2
 from models.embedding.network import JointEmbedding
 from models.explain import render
 from models.explain.collections import UmapMissing, tsne, umap
+from models.explain.hf import HFMatchTarget
 from models.explain.targets import MatchTarget
 from models.images import images_to_batch
 from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
-from services.runtime.explain import ExplainLane, method_names, options_from, score_and_explain
+from services.runtime.explain import (
+    ExplainLane,
+    check_methods_apply,
+    method_names,
+    model_view,
+    options_from,
+    score_and_explain,
+)
 
-MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion")
+MATCH_METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradient_squared", "occlusion",
+                 "attention_rollout")
 # MapCollection's layouts (UNSPECIFIED = t-SNE).
 MAP_METHODS = {explain_pb2.MAP_METHOD_UNSPECIFIED: "tsne", explain_pb2.MAP_METHOD_TSNE: "tsne",
                explain_pb2.MAP_METHOD_UMAP: "umap"}
+# Hugging Face dual-encoder families ExplainMatch explains (models/explain/hf.py); SigLIP 2 feeds its model
+# variable-size patch sequences rather than an image, and is not explained.
+HF_MATCH_FAMILIES = ("clip", "siglip", "align")
 DEFAULT_NEIGHBOURS = 10
 MAX_NEIGHBOURS = 1000
 
@@ -39,32 +51,45 @@ class EmbeddingExplainer:
     async def close(self) -> None:
         await self.lane.close()
 
-    def _network(self, name: str) -> JointEmbedding:
-        """The built-in network behind a loaded model (its encoder's bound method knows it)."""
-        network = getattr(self.servicer.models.get(name).model, "model", None)
-        if not isinstance(network, JointEmbedding):
-            raise failed_precondition("model", f"{name!r} is not a built-in model; ExplainMatch explains the "
-                                               "built-in image-text models (docs/explanations.md)")
-        return network
-
     async def explain_match(self, request) -> explain_pb2.ExplainMatchResponse:
         servicer = self.servicer
         servicer._check_loaded()
         names = method_names(request.methods, MATCH_METHODS)
         options = options_from(request.options)
         text = servicer._check_text(request.text, "text")
-        name = servicer._model(request.model).name
-        network = self._network(name)
-        device = network.logit_scale.device
+        served = servicer._model(request.model)
+        name, family = served.name, served.details.family
+        network = getattr(served.model, "model", None)
+        if isinstance(network, JointEmbedding):
+            device = network.logit_scale.device
 
-        def decode():
-            image = np.asarray(image_from_message(request.image, "image", self.settings))
-            return image, images_to_batch([image], network.config.image_size).to(device)
+            def decode():
+                image = np.asarray(image_from_message(request.image, "image", self.settings))
+                return image, images_to_batch([image], network.config.image_size).to(device)
 
-        image, pixels = await asyncio.to_thread(decode)
+            def target_and_pixels(prepared):
+                return MatchTarget.of(network, text), prepared
+        elif family in HF_MATCH_FAMILIES:
+            encoder = served.model
+
+            def decode():
+                picture = image_from_message(request.image, "image", self.settings)
+                return np.asarray(picture), encoder.prepare(picture)["pixel_values"]
+
+            def target_and_pixels(prepared):
+                target = HFMatchTarget.of(encoder, text)
+                return target, HFMatchTarget.images_of(prepared[None].to(encoder.device), target.mean, target.std)
+        else:
+            raise failed_precondition("model", f"{name!r} is a {family} model; ExplainMatch explains the built-in "
+                                               f"image-text models and the Hugging Face families "
+                                               f"{', '.join(HF_MATCH_FAMILIES)} (docs/explanations.md)")
+
+        image, prepared = await asyncio.to_thread(decode)
 
         def work(budget):
-            return score_and_explain(MatchTarget.of(network, text), pixels, image, names, options, budget)
+            target, pixels = target_and_pixels(prepared)
+            check_methods_apply(names, target, name, family)
+            return score_and_explain(target, pixels, model_view(served.model, pixels, image), names, options, budget)
 
         similarity, explanations = await self.lane.run(work)
         return explain_pb2.ExplainMatchResponse(similarity=similarity, explanations=explanations, model=name)

@@ -30,7 +30,7 @@ from models.explain.methods import DEFAULT_OCCLUSION_STRIDE_PX, DEFAULT_OCCLUSIO
 from synesthesia.tensors import to_tensor
 from synesthesia.v1 import common_pb2, explain_pb2
 
-from .errors import ServiceError, invalid_argument, resource_exhausted
+from .errors import ServiceError, failed_precondition, invalid_argument, resource_exhausted
 from .settings import Settings, read_settings
 
 R = TypeVar("R")
@@ -44,6 +44,7 @@ METHOD_NAMES = {
     explain_pb2.EXPLAIN_METHOD_OCCLUSION: "occlusion",
     explain_pb2.EXPLAIN_METHOD_CAM: "cam",
     explain_pb2.EXPLAIN_METHOD_ATTENTION: "attention",
+    explain_pb2.EXPLAIN_METHOD_ATTENTION_ROLLOUT: "attention_rollout",
 }
 assert set(METHOD_NAMES.values()) == set(METHODS)
 GIVE_WAY_MAX_S = 0.25  # the longest one chunk waits for normal calls before it goes on anyway
@@ -128,6 +129,27 @@ def method_names(methods: Sequence[int], allowed: Sequence[str], field: str = "m
             raise invalid_argument(f"{field}[{i}]", f"{name.upper()} is requested twice")
         names.append(name)
     return names
+
+
+def check_methods_apply(names: Sequence[str], target, model: str, family: str, field: str = "methods") -> None:
+    """FAILED_PRECONDITION naming the method and the model for a method this RPC takes but this model cannot
+    give (guided back-propagation without ReLUs, attention rollout without global self-attention, ...)."""
+    from models.explain.methods import why_not
+
+    for i, name in enumerate(names):
+        reason = why_not(name, target)
+        if reason:
+            raise failed_precondition(f"{field}[{i}]", f"{name.upper()} does not apply to model {model!r} ({family}): "
+                                                       f"{reason} (docs/explanations.md lists what applies where)")
+
+
+def model_view(model, pixels, image: np.ndarray) -> np.ndarray:
+    """The picture an overlay is drawn on: the caller's image, or, when the model's image processor crops,
+    the crop the model saw (pixels [1,3,H,W] in [0,1]), so the map lies over what it explains."""
+    processor = getattr(model, "processor", None)
+    if processor is not None and getattr(processor, "do_center_crop", False):
+        return (pixels[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return image
 
 
 def options_from(message: explain_pb2.ExplainOptions, field: str = "options") -> Options:

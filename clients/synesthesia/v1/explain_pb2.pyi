@@ -19,6 +19,7 @@ class ExplainMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPLAIN_METHOD_OCCLUSION: _ClassVar[ExplainMethod]
     EXPLAIN_METHOD_CAM: _ClassVar[ExplainMethod]
     EXPLAIN_METHOD_ATTENTION: _ClassVar[ExplainMethod]
+    EXPLAIN_METHOD_ATTENTION_ROLLOUT: _ClassVar[ExplainMethod]
 
 class JudgeVisualization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +42,7 @@ EXPLAIN_METHOD_GRADIENT_SQUARED: ExplainMethod
 EXPLAIN_METHOD_OCCLUSION: ExplainMethod
 EXPLAIN_METHOD_CAM: ExplainMethod
 EXPLAIN_METHOD_ATTENTION: ExplainMethod
+EXPLAIN_METHOD_ATTENTION_ROLLOUT: ExplainMethod
 JUDGE_VISUALIZATION_UNSPECIFIED: JudgeVisualization
 JUDGE_VISUALIZATION_CLASS: JudgeVisualization
 JUDGE_VISUALIZATION_FIRST_LAYER_FILTERS: JudgeVisualization
