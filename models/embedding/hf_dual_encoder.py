@@ -1,9 +1,10 @@
 """Hugging Face dual encoders (CLIP, SigLIP, SigLIP 2, ALIGN) from a local directory.
 
 The directory holds what `save_pretrained` writes for the model, its tokenizer and
-(optionally) its image processor. Nothing is downloaded. The class comes from the
-auto classes (config.json's model_type), the weights are loaded strictly
-(models/hf.py). Embeddings are the model's own projected features
+(optionally) its image processor. Nothing is downloaded. The class is the family's own
+(CLASSES): the family is config.json's model_type, or the one an entry names, so a
+directory of another kind behind it (a CLAP directory as `family: clip`) fails strict
+loading naming its keys (models/hf.py) instead of loading as what it is. Embeddings are the model's own projected features
 (`get_text_features` / `get_image_features`), L2-normalised; the dimension is read
 from an actual output at load time, not from a config field (ALIGN has none).
 
@@ -25,6 +26,8 @@ from PIL import Image
 from models.hf import image_processor, parameter_count, strict_load, weights_fingerprint
 from models.repository import ModelDetails, ModelEntry
 
+# family (model_type) -> its transformers class.
+CLASSES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model", "align": "AlignModel"}
 # model_type -> whether texts are padded to max_length (the pooled position is the last one).
 PAD_TO_MAX_LENGTH = {"siglip": True, "siglip2": True}
 
@@ -36,11 +39,16 @@ def _features(output) -> torch.Tensor:
 
 class DualEncoder:
     def __init__(self, entry: ModelEntry, device: torch.device | str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
+        import transformers
+        from transformers import AutoTokenizer
+
+        from models.families import model_type
+        from models.repository import TRANSFORMERS
 
         self.directory = Path(entry.path)
         self.device = torch.device(device)
-        self.model = strict_load(AutoModel, entry, self.device)
+        family = model_type(self.directory) if entry.family == TRANSFORMERS else entry.family
+        self.model = strict_load(getattr(transformers, CLASSES[family]), entry, self.device)
         config = self.model.config
         self.model_type = config.model_type
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)

@@ -117,3 +117,21 @@ def test_a_service_never_serves_a_directory_behind_the_wrong_class(service_proce
         service_process("captioning", env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
     assert "exited with 1" in str(caught.value)
     assert "model 'not-a-ved'" in str(caught.value) and "missing weights: decoder." in str(caught.value)
+
+
+def test_a_clap_directory_behind_clip_fails_naming_the_keys(tmp_path):
+    clap = tiny_hf.clap(tmp_path / "clap")
+    with pytest.raises(LoadError) as caught:
+        families.load(ModelEntry("not-clip", "image-text-embedding", "clip", clap), "cpu")
+    message = str(caught.value)
+    assert "model 'not-clip'" in message and "does not fit CLIPModel" in message
+    assert "missing weights: logit_scale" in message and "unexpected weights: audio_model." in message
+
+
+def test_the_embedding_service_never_serves_a_clap_directory_as_clip(service_process, tmp_path):
+    clap = tiny_hf.clap(tmp_path / "clap")
+    tiny_hf.entry(tmp_path / "repository", "not-clip", "image-text-embedding", clap, family="clip")
+    with pytest.raises(RuntimeError) as caught:
+        service_process("embedding", env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
+    assert "exited with 1" in str(caught.value)
+    assert "model 'not-clip'" in str(caught.value) and "unexpected weights: audio_model." in str(caught.value)
