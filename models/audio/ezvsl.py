@@ -21,7 +21,10 @@ upsampled bilinearly (align_corners, as test.py) to the image's own size and min
 The box and peak statistics come from that map exactly as for the built-in (localize.py).
 
 Entry options: `sample_rate_hz` (16000: the rate the released models were trained at; clips are
-resampled to it) and `clip_seconds` (3.0).
+resampled to it) and `clip_seconds` (3.0). `object_saliency` (a path to torchvision's ImageNet
+ResNet-18 weights) and `alpha` (0.4) serve test.py's "EZ-VSL + OGL" map instead:
+min_max(alpha * map + (1 - alpha) * object saliency), the saliency being the mean absolute
+activation of each cell of that network's 7 x 7 map, upsampled and min-max normalised the same way.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ NOVERLAP = 274
 LOG_FLOOR = 1e-7
 LOG_SCALE = 12.0  # the reference's Normalize(mean=0, std=12) on the log spectrogram
 FEATURES = 512  # a ResNet-18's last block
+OGL_ALPHA = 0.4  # test.py's --alpha: the audio-visual map's weight against object saliency
 
 
 class EZVSLNetwork(nn.Module):
@@ -111,14 +115,41 @@ def cosine_maps(network: EZVSLNetwork, images: torch.Tensor, spectrograms: torch
     return torch.einsum("bdhw,bd->bhw", network.embed_images(images), network.embed_audio(spectrograms))
 
 
-def heatmap(cosine: torch.Tensor, height: int, width: int) -> tuple[np.ndarray, float]:
-    """One [7, 7] cosine map -> ([height, width] in [0, 1], its largest upsampled cosine)."""
-    up = nn.functional.interpolate(cosine[None, None].float(), size=(height, width), mode="bilinear",
-                                   align_corners=True)[0, 0]
-    low, high = up.min(), up.max()
-    # A flat map (every cell equal) has no location; the reference would return it unscaled.
-    heat = (up - low) / (high - low) if high > low else torch.zeros_like(up)
-    return heat.cpu().numpy(), float(high)
+def upsampled(cells: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[7, 7] -> [height, width], bilinear with align_corners as test.py."""
+    return nn.functional.interpolate(cells[None, None].float(), size=(height, width), mode="bilinear",
+                                     align_corners=True)[0, 0]
+
+
+def min_max(values: torch.Tensor) -> torch.Tensor:
+    """utils.normalize_img, except that a flat map (no location) becomes zeros, not left unscaled."""
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else torch.zeros_like(values)
+
+
+def heatmap(cosine: torch.Tensor, height: int, width: int, saliency: torch.Tensor | None = None,
+            alpha: float = 1.0) -> tuple[np.ndarray, float]:
+    """One [7, 7] cosine map -> ([height, width] in [0, 1], its largest upsampled cosine). With an
+    object saliency map: test.py's pred_av_obj, min_max(alpha * av + (1 - alpha) * obj)."""
+    up = upsampled(cosine, height, width)
+    heat = min_max(up)
+    if saliency is not None:
+        heat = min_max(alpha * heat + (1 - alpha) * min_max(upsampled(saliency, height, width)))
+    return heat.cpu().numpy(), float(up.max())
+
+
+def object_saliency_network(entry: ModelEntry) -> nn.Module:
+    """test.py's object-guided localisation (OGL) network: torchvision's ImageNet ResNet-18 (the
+    plain state dict torchvision downloads, resnet18-f37072fd.pth, loaded strictly with its fc), its
+    avgpool and fc then dropped; [B, 3, 224, 224] -> [B, 7, 7], the mean |activation| per cell."""
+    from torchvision.models import resnet18
+
+    path = entry.path_option("object_saliency")
+    network = load_exactly(entry.name, path, resnet18(weights=None),
+                           state_dict_at(entry.name, path, read_pth(entry.name, path)))
+    network.avgpool = nn.Identity()
+    network.fc = nn.Unflatten(1, (FEATURES, MAP_SIZE, MAP_SIZE))
+    return network
 
 
 class EZVSLLocalizer:
@@ -142,13 +173,23 @@ class EZVSLLocalizer:
         self.name = entry.name
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
+        # Optional: test.py's EZ-VSL + OGL map, with ImageNet ResNet-18 weights the user downloads too.
+        self.alpha = float(entry.option("alpha", OGL_ALPHA))
+        self.saliency = None
+        if entry.option("object_saliency"):
+            if not 0.0 <= self.alpha <= 1.0:
+                raise RepositoryError(f"{entry.origin}: model {entry.name!r}: options.alpha is {self.alpha}; "
+                                      "it weighs the audio-visual map against object saliency, 0..1")
+            self.saliency = object_saliency_network(entry).to(self.device).eval()
         sha = sha256_file(entry.path)
         # What train.py stored beside the weights: the epoch and the best validation cIoU / AUC.
         metrics = {key: float(checkpoint[key]) for key in ("best_cIoU", "best_Auc", "epoch")
                    if isinstance(checkpoint.get(key), (int, float, np.floating, np.integer))}
         self.details = ModelDetails(
             "ezvsl", str(entry.path), sha, metrics, sum(p.numel() for p in network.parameters()), fingerprint=sha,
-            architecture=f"EZ-VSL (ResNet-18 image and audio encoders, {dim}-d)", backend=PYTORCH_CHECKPOINT)
+            architecture=f"EZ-VSL (ResNet-18 image and audio encoders, {dim}-d)"
+            + (f" + object saliency (alpha {self.alpha:g})" if self.saliency is not None else ""),
+            backend=PYTORCH_CHECKPOINT)
 
     def input_warnings(self, image: np.ndarray) -> list[str]:
         return []
@@ -162,9 +203,11 @@ class EZVSLLocalizer:
                                     for clip in clips]).to(self.device)
         with torch.inference_mode():
             cosine = cosine_maps(self.network, pixels, spectrograms)
+            saliency = None if self.saliency is None else self.saliency(pixels).abs().mean(1)
         results = []
-        for image, cells in zip(images, cosine):
-            heat, peak = heatmap(cells, image.shape[0], image.shape[1])
+        for i, image in enumerate(images):
+            heat, peak = heatmap(cosine[i], image.shape[0], image.shape[1],
+                                 None if saliency is None else saliency[i], self.alpha)
             results.append(summarise(heat, peak))
         return results
 

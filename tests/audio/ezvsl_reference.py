@@ -99,9 +99,51 @@ def normalize_img(value: np.ndarray) -> np.ndarray:
     return value
 
 
+class NormReducer(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.abs().mean(self.dim)
+
+
+class Unsqueeze(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.unsqueeze(self.dim)
+
+
+def save_imagenet_resnet18(path: Path, seed: int = 7) -> Path:
+    """What torchvision downloads for resnet18(pretrained=True): a plain state dict, fc included."""
+    torch.manual_seed(seed)
+    torch.save(resnet18().state_dict(), path)
+    return path
+
+
+def object_saliency_model(path: Path) -> nn.Module:
+    """test.py's object_saliency_model, from the weights at `path`."""
+    model = resnet18()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    model.avgpool = nn.Identity()
+    model.fc = nn.Sequential(nn.Unflatten(1, (512, 7, 7)), NormReducer(dim=1), Unsqueeze(1))
+    return model.eval()
+
+
 @torch.no_grad()
-def reference_heatmap(model: ReferenceEZVSL, image: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """test.py's map for one pair, upsampled to the image's own size instead of 224 x 224."""
-    avl = model(image_tensor(image)[None].float(), spectrogram_tensor(samples)[None].float()).unsqueeze(1)
+def reference_heatmap(model: ReferenceEZVSL, image: np.ndarray, samples: np.ndarray,
+                      saliency: nn.Module | None = None, alpha: float = 0.4) -> np.ndarray:
+    """test.py's map for one pair (pred_av, or pred_av_obj with the object saliency model),
+    upsampled to the image's own size instead of 224 x 224."""
+    pixels = image_tensor(image)[None].float()
+    avl = model(pixels, spectrogram_tensor(samples)[None].float()).unsqueeze(1)
     avl = F.interpolate(avl, size=image.shape[:2], mode="bilinear", align_corners=True)
-    return normalize_img(avl.numpy()[0, 0])
+    pred_av = normalize_img(avl.numpy()[0, 0])
+    if saliency is None:
+        return pred_av
+    obj = F.interpolate(saliency(pixels), size=image.shape[:2], mode="bilinear", align_corners=True)
+    pred_obj = normalize_img(obj.numpy()[0, 0])
+    return normalize_img(pred_av * alpha + pred_obj * (1 - alpha))

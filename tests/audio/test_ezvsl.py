@@ -134,6 +134,29 @@ def test_the_projection_size_is_read_from_the_tensors(tmp_path):
     assert "64-d" in localizer.details.architecture
 
 
+@pytest.mark.slow
+def test_object_guided_map_equals_test_py(model, best, tmp_path):
+    # test.py's EZ-VSL + OGL: ImageNet ResNet-18 weights beside best.pth, alpha 0.4 by default.
+    imagenet = reference.save_imagenet_resnet18(tmp_path / "resnet18-f37072fd.pth")
+    saliency = reference.object_saliency_model(imagenet)
+    for alpha in (None, 0.7):
+        options = {"object_saliency": str(imagenet), **({} if alpha is None else {"alpha": alpha})}
+        localizer = families.load(ModelEntry("ezvsl-ogl", "sound-localization", "ezvsl", best, options=options,
+                                             origin="test"), "cpu")
+        chosen = pairs(3, seed=7)
+        found = localizer.localize([image for image, _ in chosen], [clip for _, clip in chosen])
+        for (image, clip), result in zip(chosen, found):
+            expected = reference.reference_heatmap(model, image, clip, saliency, 0.4 if alpha is None else alpha)
+            np.testing.assert_allclose(result.heatmap, expected, rtol=0, atol=1e-4)
+            assert not np.allclose(expected, reference.reference_heatmap(model, image, clip), atol=1e-2)
+        assert f"object saliency (alpha {0.4 if alpha is None else alpha:g})" in localizer.details.architecture
+    broken = tmp_path / "no-fc.pth"
+    torch.save({k: v for k, v in torch.load(imagenet).items() if not k.startswith("fc.")}, broken)
+    with pytest.raises(LoadError, match=r"'ezvsl-ogl'.*no-fc.pth.*missing weights: fc.bias, fc.weight"):
+        families.load(ModelEntry("ezvsl-ogl", "sound-localization", "ezvsl", best,
+                                 options={"object_saliency": str(broken)}, origin="test"), "cpu")
+
+
 # --- strict loading -------------------------------------------------------------------------
 
 
