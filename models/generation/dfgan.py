@@ -208,7 +208,8 @@ class DFGAN:
 
         self.noise_dim = noise_dim
         self.image_size = 4 * 2 ** len(channels)
-        self.vocabulary = sorted(self.wordtoix, key=self.wordtoix.__getitem__)
+        # The words a prompt can reach (not DAMSM's "<end>", which the tokeniser never yields), by index.
+        self.vocabulary = [w for w in sorted(self.wordtoix, key=self.wordtoix.__getitem__) if tokenize(w) == [w]]
         self._sentence = PromptEmbeddings(self._encode)
         sha256 = sha256_file(entry.path)
         fingerprint = hashlib.sha256(

@@ -159,9 +159,19 @@ def test_the_release_loads_in_process_and_reads_its_sizes_from_the_tensors(relea
     assert isinstance(model, DFGAN)
     assert model.noise_dim == 100 and model.image_size == 256 and model.noise_truncation == (2.0, 0.88)
     assert model.details.family == "dfgan" and "nf 2" in model.details.architecture
-    assert model.vocabulary == reference_dfgan.WORDS
+    assert model.vocabulary == reference_dfgan.WORDS[1:]  # not "<end>": no prompt can reach it
     expected = sum(p.numel() for p in (*written.netG.parameters(), *written.encoder.parameters()))
     assert model.details.parameter_count == expected
+
+
+def test_a_vocabulary_without_the_warm_up_words_still_warms_up(tmp_path):
+    written = reference_dfgan.write_release(tmp_path / "bird", words=["<end>", "bird", "crown", "wing"])
+    convert(written.captions, tmp_path / "bird" / "vocab.json")
+    write_entry(tmp_path)
+    model = families.load(entry_for(tmp_path), "cpu")
+    assert model.encode_prompt("a large red circle") == ((), ["a", "large", "red", "circle"])
+    with torch.inference_mode():
+        families.self_test("text-to-image", model)
 
 
 @pytest.mark.parametrize("damage, message", [
