@@ -46,6 +46,7 @@ dropout; the statistics include the padding), still independent of batch-mates.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -334,10 +335,20 @@ def load(entry: ModelEntry, device) -> ReferenceTranslator:
         if channels not in (1, 3):
             raise LoadError(f"model {entry.name!r}: {path} has {channels} {side} channels; images are served "
                             "with 1 (grey) or 3 (RGB)")
-    network = build(layout)
+    # Built without memory first: a few tensors claiming a huge ngf must not make us allocate the network
+    # they describe. Only when the file holds at least as many numbers as the network is it allocated
+    # (uninitialised: every parameter and buffer is then copied from the file).
+    with torch.device("meta"):
+        network = build(layout)
     instance_norms = {n for n, m in network.named_modules() if isinstance(m, nn.InstanceNorm2d)}
     stale = [k for k in state
              if k.rsplit(".", 1)[0] in instance_norms and k.rsplit(".", 1)[-1] in INSTANCE_NORM_BUFFERS]
+    if sum(v.numel() for v in network.state_dict().values()) > sum(v.numel() for v in state.values()):
+        with warnings.catch_warnings():  # copying into meta tensors is a no-op, and never reached: it fails
+            warnings.simplefilter("ignore")
+            load_exactly(entry.name, path, network, state, ignored=stale)
+        raise LoadError(f"model {entry.name!r}: {path} holds fewer numbers than a {layout.describe()}")
+    network = network.to_empty(device="cpu")
     load_exactly(entry.name, path, network, state, ignored=stale)
     sha = sha256_file(path)
     details = ModelDetails(FAMILY, str(path), sha, parameter_count=sum(p.numel() for p in network.parameters()),

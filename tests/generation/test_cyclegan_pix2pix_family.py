@@ -153,6 +153,12 @@ def test_a_missing_key_a_wrong_shape_or_a_pickled_object_fails_naming_the_model_
     with pytest.raises(LoadError, match="no residual blocks"):
         load(tmp_path / "no_blocks.pth", "pix")
 
+    # A few tensors claiming ngf 2048 (a 1-block ResNet of 1.3e9 parameters): refused before it is built.
+    torch.save({"model.1.weight": torch.zeros(2048, 3, 7, 7), "model.10.conv_block.1.weight": torch.zeros(1),
+                "model.18.weight": torch.zeros(3, 2048, 7, 7)}, tmp_path / "huge.pth")
+    with pytest.raises(LoadError, match=r"model 'pix'.*missing weights: model\.10\.conv_block\.5\.weight"):
+        load(tmp_path / "huge.pth", "pix")
+
     torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(LoadError, match="neither a reference ResNet generator .* nor a U-Net"):
         load(tmp_path / "other.pth", "pix")
