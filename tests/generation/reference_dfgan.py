@@ -8,7 +8,8 @@ forward pass rather than against itself. `write_release` saves:
 * `state_epoch_NNN.pth`: lib/utils.save_models' {'model': {'netG', 'netD', 'netC'},
   'optimizers': {'optimizer_G', 'optimizer_D'}, 'epoch'} (after one Adam step, so the optimizer
   states hold tensors and betas tuples as real ones do);
-* `text_encoder200.pth`: the text encoder's state_dict;
+* `text_encoder200.pth`: the text encoder's state_dict, in torch's legacy (pre-zip) format as
+  AttnGAN's 2018 files are;
 * `captions_DAMSM.pickle`: [train_captions, test_captions, ixtoword, wordtoix].
 """
 
@@ -265,7 +266,8 @@ def write_release(directory: Path, nf: int = 2, nz: int = 100, nhidden: int = 8,
     release = Release(directory / "state_epoch_1220.pth", directory / "text_encoder200.pth",
                       directory / "captions_DAMSM.pickle", netG, encoder, wordtoix)
     torch.save(state, release.state)
-    torch.save(encoder.state_dict(), release.text_encoder)
+    # The DAMSM encoders were saved by AttnGAN in 2018 (torch 0.4), before the zip format: the legacy layout.
+    torch.save(encoder.state_dict(), release.text_encoder, _use_new_zipfile_serialization=False)
     train = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 8, 9]]
     test = [[4, 10, 11, 2, 12]]
     with open(release.captions, "wb") as fh:
