@@ -95,6 +95,22 @@ def _distance_to_blends(points: np.ndarray, background: np.ndarray) -> np.ndarra
     return np.sqrt(np.maximum(squared.min(1), 0.0))
 
 
+def _fits_palette(points: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Whether each point lies within PALETTE_TOLERANCE of one of the scene's colour segments.
+
+    Most object pixels sit near a body colour (a segment's end), which one [N, 24] pass settles;
+    only the rest (anti-aliased edges, rims, foreign colours) need the full segment distances.
+    """
+    points = points.astype(np.float64)
+    near_body = ((points ** 2).sum(-1)[:, None] - 2.0 * points @ _BODIES.T
+                 + (_BODIES ** 2).sum(-1)).min(1) <= PALETTE_TOLERANCE ** 2
+    fits = near_body.copy()
+    rest = ~near_body
+    if rest.any():
+        fits[rest] = _distance_to_blends(points[rest], background) <= PALETTE_TOLERANCE
+    return fits
+
+
 def _border(canvas: np.ndarray) -> np.ndarray:
     """The pixels of the canvas's outer BORDER_PX rows and columns, [N, 3]."""
     return np.concatenate([canvas[:BORDER_PX].reshape(-1, 3), canvas[-BORDER_PX:].reshape(-1, 3),
@@ -130,7 +146,7 @@ def outside_reason(pixels, domain: str | None = None) -> str:
     objects = _objects(foreground)
     if objects > MAX_OBJECTS:
         return f"it holds {objects} separate things (a scene has one or two objects)"
-    fit = float((_distance_to_blends(canvas[foreground], background) <= PALETTE_TOLERANCE).mean())
+    fit = float(_fits_palette(canvas[foreground], background).mean())
     if fit < MIN_PALETTE_FIT:
         return f"only {fit:.0%} of its non-background pixels have ShapesWorld's colours"
     if domain == "day" and not day:

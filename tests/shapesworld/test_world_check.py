@@ -96,3 +96,17 @@ def test_distance_to_blends_is_the_point_to_segment_distance():
         expected = np.linalg.norm(offset - t[..., None] * direction, axis=-1).min(1)
         np.testing.assert_allclose(_distance_to_blends(points, background), expected, rtol=0, atol=1e-3)
     assert len(starts) == 6 * (2 * 4 + 1)  # per colour: background->body and rim->body at 4 brightnesses, background->rim
+
+
+def test_palette_fit_agrees_with_the_distances():
+    """The shortcut (near a body colour = fits) decides exactly as the full segment distances do."""
+    from models.shapesworld.world_check import PALETTE_TOLERANCE, _fits_palette
+
+    rng = np.random.default_rng(12)
+    for seed in EVAL_SEEDS[:20]:
+        scene = np.asarray(render_scene(seed).image, np.float32).reshape(-1, 3)
+        background = np.median(scene[:64], axis=0)
+        points = np.concatenate([scene, rng.uniform(0, 255, (300, 3)).astype(np.float32)])
+        expected = _distance_to_blends(points, background) <= PALETTE_TOLERANCE
+        assert 0 < expected.sum() < len(points)
+        np.testing.assert_array_equal(_fits_palette(points, background), expected)
