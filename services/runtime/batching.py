@@ -222,10 +222,12 @@ class DynamicBatcher(Generic[T, R]):
         self._last_batch_size = len(items)
         taken = time.monotonic()
         per_model: dict[str, int] = {}
+        waits: dict[str, object] = {}  # one labels() lookup per model and batch, not per item
         for p in live:
             model = self._model_of(p.item)
             per_model[model] = per_model.get(model, 0) + 1
-            metrics.QUEUE_WAIT_SECONDS.labels(self.name, model).observe(taken - p.enqueued)
+            wait = waits.get(model) or waits.setdefault(model, metrics.QUEUE_WAIT_SECONDS.labels(self.name, model))
+            wait.observe(taken - p.enqueued)
             if p.call is not None:
                 p.call.batch_size = max(p.call.batch_size, len(items))
         started = time.perf_counter()

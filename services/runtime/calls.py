@@ -11,15 +11,14 @@ all see the same call without any servicer passing it around.
 Deadlines and cancellation: expensive stages ask `check_call(stage)` first (or
 run through `in_thread(stage, fn, ...)`); a call whose deadline has passed or
 which the client cancelled gets DEADLINE_EXCEEDED / CANCELLED instead of decode
-or model work. The check is thread-safe (an absolute monotonic deadline and a
-threading.Event), so long decoders can also poll it between blocks.
+or model work. The check is thread-safe (an absolute monotonic deadline and
+a flag set when the call ends), so long decoders can also poll it between blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +40,10 @@ class Call:
     batch_size: int = 0
     # time.monotonic() when the caller's deadline passes (None: no deadline).
     deadline: float | None = None
-    # Set when the RPC ends, however it ends (the gRPC context's done callback).
-    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    # True once the RPC has ended, however it ended (the gRPC context's done callback). A plain flag
+    # rather than a threading.Event (a Condition and a lock per call): it is only ever set on the event
+    # loop and read, never waited on, by other threads; an attribute store is atomic in CPython.
+    finished: bool = field(default=False, repr=False)
     # Counted against SYN_MAX_CONCURRENT_RPCS.
     admitted: bool = False
 
@@ -51,10 +52,13 @@ class Call:
         left = context.time_remaining()
         self.deadline = None if left is None else time.monotonic() + left
         try:
-            context.add_done_callback(lambda _context: self.finished.set())
+            context.add_done_callback(self._end)
         except (AttributeError, NotImplementedError):  # a context without callbacks: the deadline still holds
             pass
         return self
+
+    def _end(self, _context) -> None:
+        self.finished = True
 
     def expired(self, slack_s: float = 0.0) -> bool:
         """Past the deadline; with `slack_s`, also within that much of it."""
@@ -64,7 +68,7 @@ class Call:
         """Why work for `stage` should not run for this call, or None."""
         if self.expired():
             return deadline_exceeded(f"the deadline passed before {stage}")
-        if self.finished.is_set():
+        if self.finished:
             return cancelled(f"the call was cancelled before {stage}")
         return None
 

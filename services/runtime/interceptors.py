@@ -123,8 +123,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         def finish(call: Call, code: str, started: float) -> None:
             seconds = time.perf_counter() - started
-            metrics.RPCS.labels(method, code, call.model).inc()
-            metrics.RPC_SECONDS.labels(method, call.model).observe(seconds)
+            metrics.record_rpc(method, code, call.model, seconds)
             if log_requests:
                 logs.log_call(call, code, seconds, tracing.current_trace_id())
 

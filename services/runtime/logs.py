@@ -64,4 +64,6 @@ def log_call(call: Call, status: str, seconds: float, trace_id: str = "") -> Non
     if trace_id:
         fields["trace_id"] = trace_id
     text = " ".join(f"{key}={value if value not in ('', None) else '-'}" for key, value in fields.items())
-    ACCESS.log(level, text, extra={"fields": fields})
+    # The record is made directly: Logger.log would walk the stack for the caller's file and line
+    # (findCaller) on every call, which no formatter here prints; filters and handlers still apply.
+    ACCESS.handle(ACCESS.makeRecord(ACCESS.name, level, __file__, 0, text, (), None, extra={"fields": fields}))

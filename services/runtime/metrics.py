@@ -41,6 +41,20 @@ UPSTREAM_ERRORS = Counter("syn_upstream_errors_total", "Failed gateway calls to 
                           ["upstream", "method", "code"])
 UPSTREAM_UP = Gauge("syn_upstream_up", "1 when the gateway's upstream reports SERVING, else 0", ["upstream"])
 
+# Label children per (method, code, model): labels() builds and locks a lookup on every call, and
+# every RPC records two of them; the label sets are the same few for the life of a process.
+_RPC_CHILDREN: dict[tuple[str, str, str], tuple] = {}
+
+
+def record_rpc(method: str, code: str, model: str, seconds: float) -> None:
+    """Count one finished RPC and observe its latency (syn_rpcs_total, syn_rpc_seconds)."""
+    children = _RPC_CHILDREN.get((method, code, model))
+    if children is None:
+        children = _RPC_CHILDREN[(method, code, model)] = (RPCS.labels(method, code, model),
+                                                           RPC_SECONDS.labels(method, model))
+    children[0].inc()
+    children[1].observe(seconds)
+
 
 class GpuCollector:
     """GPU memory and utilisation per device from NVML, read at scrape time.
