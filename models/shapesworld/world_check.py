@@ -174,7 +174,7 @@ def sketch_outside_reason(pixels) -> str:
     objects = _objects(foreground, diagonal=True)
     if objects > MAX_OBJECTS:
         return f"it holds {objects} separate things (a sketch has one or two outlines)"
-    fit = float((_distance_to_blends(canvas[foreground], np.zeros(3)) <= PALETTE_TOLERANCE).mean())
+    fit = float(_fits_palette(canvas[foreground], np.zeros(3)).mean())
     if fit < MIN_PALETTE_FIT:
         return f"only {fit:.0%} of its lines have ShapesWorld's colours"
     return ""
