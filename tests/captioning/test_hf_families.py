@@ -134,3 +134,27 @@ def test_the_builtin_stays_the_default_and_unknown_models_are_named(stub):
         stub.Caption(caption_request(data, model="no-such-model"), timeout=60)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert caught.value.details().startswith("options.model:") and "tiny-blip" in caught.value.details()
+
+
+def test_the_generic_family_continues_its_prompt_option(tmp_path):
+    """`prompt` reaches the model's processor: BLIP-2 captions as its own generate does from that text, and
+    LLaVA's processor gets its <image> placeholder first when the prompt has none."""
+    import transformers as tf
+
+    from models import families
+    from models.repository import ModelEntry
+
+    for build, prompt, sent in ((tiny_hf.blip2, "a small", "a small"),
+                                (tiny_hf.llava, "a small", f"{tiny_hf.IMAGE_TOKEN}a small")):
+        directory = build(tmp_path / build.__name__)
+        model = families.load(ModelEntry("p", "captioning", "transformers", directory, options={"prompt": prompt}),
+                              "cpu")
+        assert model.prompt == sent
+        (caption,) = model.caption(model.prepare(IMAGE)[None], [1], [4])
+        reference = tf.AutoModelForImageTextToText.from_pretrained(directory).eval()
+        processor = tf.AutoProcessor.from_pretrained(directory)
+        with torch.no_grad():
+            ids = reference.generate(**processor(images=[IMAGE.resize((32, 32), Image.BICUBIC)], text=[sent],
+                                                 return_tensors="pt"), num_beams=1, max_new_tokens=4, do_sample=False)
+        new = ids[0][processor(images=[IMAGE.resize((32, 32))], text=[sent], return_tensors="pt")["input_ids"].shape[1]:]
+        assert caption.text == " ".join(processor.tokenizer.decode(new, skip_special_tokens=True).split())
