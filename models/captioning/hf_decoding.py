@@ -83,10 +83,7 @@ class TransformersCaptioner:
     def caption(self, pixel_values: torch.Tensor, beam_sizes: list[int], max_lengths: list[int],
                 on_settled=None) -> list[DecodedCaption]:
         results: list[DecodedCaption | None] = [None] * len(beam_sizes)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, key in enumerate(zip(beam_sizes, max_lengths)):
-            groups.setdefault(key, []).append(i)
-        for (beams, limit), rows in groups.items():
+        for (beams, limit), rows in group_rows(beam_sizes, max_lengths).items():
             pv = pixel_values[rows].to(self.device)
             sequences = self._generate(pv, beams, limit)
             for row, caption in zip(rows, self._score(pv, sequences)):
@@ -99,29 +96,43 @@ class TransformersCaptioner:
         targets = sequences[:, 1:]
         token_lp = log_probs.gather(2, targets[..., None]).squeeze(-1).cpu().numpy()
         attention, grid = cross_attention_maps(attentions, pixel_values.shape[-2:])
-        captions = []
-        for b, ids in enumerate(targets.cpu().tolist()):
-            tokens, lps, maps, end_lp = [], [], [], 0.0
-            for j, token in enumerate(ids):
-                if token == self.eos_id:
-                    end_lp = float(token_lp[b, j])
-                    break
-                if token in self.special_ids:
-                    continue
-                tokens.append(token)
-                lps.append(float(token_lp[b, j]))
-                maps.append(attention[b, j] if attention is not None else None)
-            words = words_of(self.tokenizer, tokens, lps, maps, grid)
-            score = (sum(w.log_prob for w in words) + end_lp) / max(1, len(tokens) + 1)
-            captions.append(DecodedCaption(words, end_lp, score))
-        return captions
-
+        return decoded_captions(self.tokenizer, targets, token_lp, attention, grid, {self.eos_id}, self.special_ids)
 
     def _generate(self, pixel_values: torch.Tensor, beams: int, limit: int) -> torch.Tensor:
         raise NotImplementedError
 
     def _forward(self, pixel_values: torch.Tensor, sequences: torch.Tensor):
         raise NotImplementedError
+
+
+def group_rows(beam_sizes: list[int], max_lengths: list[int]) -> dict[tuple[int, int], list[int]]:
+    """The batch's rows by (beam width, length limit): one `generate` call per group."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(beam_sizes, max_lengths)):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def decoded_captions(tokenizer, targets: torch.Tensor, token_lp: np.ndarray, attention: np.ndarray | None,
+                     grid: tuple[int, int] | None, eos_ids: set, special_ids: set) -> list[DecodedCaption]:
+    """Each row of generated `targets` ([B, T] token ids, `token_lp` their log-probabilities and `attention`
+    their [B, T, cells] maps) up to its end token, as words; special tokens are skipped."""
+    captions = []
+    for b, ids in enumerate(targets.cpu().tolist()):
+        tokens, lps, maps, end_lp = [], [], [], 0.0
+        for j, token in enumerate(ids):
+            if token in eos_ids:
+                end_lp = float(token_lp[b, j])
+                break
+            if token in special_ids:
+                continue
+            tokens.append(token)
+            lps.append(float(token_lp[b, j]))
+            maps.append(attention[b, j] if attention is not None else None)
+        words = words_of(tokenizer, tokens, lps, maps, grid)
+        score = (sum(w.log_prob for w in words) + end_lp) / max(1, len(tokens) + 1)
+        captions.append(DecodedCaption(words, end_lp, score))
+    return captions
 
 
 def cross_attention_maps(attentions, size) -> tuple[np.ndarray | None, tuple[int, int] | None]:

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from models.captioning.decoding import DecodedCaption
-from models.captioning.hf_decoding import patch_grid, words_of
+from models.captioning.hf_decoding import decoded_captions, group_rows, patch_grid
 from models.hf import parameter_count, strict_load, weights_fingerprint
 from models.repository import ModelDetails, ModelEntry
 
@@ -121,10 +121,7 @@ class ImageTextToTextCaptioner:
     def caption(self, pixels: torch.Tensor, beam_sizes: list[int], max_lengths: list[int],
                 on_settled=None) -> list[DecodedCaption]:
         results: list[DecodedCaption | None] = [None] * len(beam_sizes)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, key in enumerate(zip(beam_sizes, max_lengths)):
-            groups.setdefault(key, []).append(i)
-        for (beams, limit), rows in groups.items():
+        for (beams, limit), rows in group_rows(beam_sizes, max_lengths).items():
             inputs = self._inputs(pixels[rows])
             sequences = self.model.generate(**inputs, num_beams=beams, num_return_sequences=1,
                                             max_new_tokens=limit, do_sample=False)
@@ -182,22 +179,7 @@ class ImageTextToTextCaptioner:
             logits, targets = out.logits[:, prompt_length - 1:], sequences[:, prompt_length:]
             attention, grid = self._image_token_attention(getattr(out, "attentions", None), text, prompt_length)
         token_lp = logits.float().log_softmax(-1).gather(2, targets[..., None]).squeeze(-1).cpu().numpy()
-        captions = []
-        for b, ids in enumerate(targets.cpu().tolist()):
-            tokens, lps, maps, end_lp = [], [], [], 0.0
-            for j, token in enumerate(ids):
-                if token in self.eos_ids:
-                    end_lp = float(token_lp[b, j])
-                    break
-                if token in self.special_ids:
-                    continue
-                tokens.append(token)
-                lps.append(float(token_lp[b, j]))
-                maps.append(attention[b, j] if attention is not None else None)
-            words = words_of(self.tokenizer, tokens, lps, maps, grid)
-            score = (sum(w.log_prob for w in words) + end_lp) / max(1, len(tokens) + 1)
-            captions.append(DecodedCaption(words, end_lp, score))
-        return captions
+        return decoded_captions(self.tokenizer, targets, token_lp, attention, grid, self.eos_ids, self.special_ids)
 
     def _image_token_attention(self, attentions, text: torch.Tensor, prompt_length: int):
         """Each generated position's self-attention to the image tokens of its own row ([B, T, n]) and

@@ -110,15 +110,6 @@ def test_pickled_weights_are_refused_without_being_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_a_service_never_serves_a_directory_behind_the_wrong_class(service_process, tmp_path):
-    git = tiny_hf.git(tmp_path / "git")
-    tiny_hf.entry(tmp_path / "repository", "not-a-ved", "captioning", git, family="vision-encoder-decoder")
-    with pytest.raises(RuntimeError) as caught:
-        service_process("captioning", env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
-    assert "exited with 1" in str(caught.value)
-    assert "model 'not-a-ved'" in str(caught.value) and "missing weights: decoder." in str(caught.value)
-
-
 def test_a_clap_directory_behind_clip_fails_naming_the_keys(tmp_path):
     clap = tiny_hf.clap(tmp_path / "clap")
     with pytest.raises(LoadError) as caught:
@@ -128,10 +119,15 @@ def test_a_clap_directory_behind_clip_fails_naming_the_keys(tmp_path):
     assert "missing weights: logit_scale" in message and "unexpected weights: audio_model." in message
 
 
-def test_the_embedding_service_never_serves_a_clap_directory_as_clip(service_process, tmp_path):
-    clap = tiny_hf.clap(tmp_path / "clap")
-    tiny_hf.entry(tmp_path / "repository", "not-clip", "image-text-embedding", clap, family="clip")
+@pytest.mark.parametrize("service, build, task, family, offending", [
+    ("captioning", tiny_hf.git, "captioning", "vision-encoder-decoder", "missing weights: decoder."),
+    ("embedding", tiny_hf.clap, "image-text-embedding", "clip", "unexpected weights: audio_model."),
+], ids=["git-as-vision-encoder-decoder", "clap-as-clip"])
+def test_a_service_never_serves_a_directory_behind_the_wrong_class(service_process, tmp_path, service, build, task,
+                                                                   family, offending):
+    directory = build(tmp_path / "weights")
+    tiny_hf.entry(tmp_path / "repository", "wrong-class", task, directory, family=family)
     with pytest.raises(RuntimeError) as caught:
-        service_process("embedding", env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
+        service_process(service, env={"SYN_MODEL_REPOSITORY": str(tmp_path / "repository")})
     assert "exited with 1" in str(caught.value)
-    assert "model 'not-clip'" in str(caught.value) and "unexpected weights: audio_model." in str(caught.value)
+    assert "model 'wrong-class'" in str(caught.value) and offending in str(caught.value)
