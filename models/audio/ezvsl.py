@@ -152,12 +152,19 @@ def object_saliency_network(entry: ModelEntry) -> nn.Module:
     return network
 
 
+def number_option(entry: ModelEntry, key: str, default, kind):
+    value = entry.option(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RepositoryError(f"{entry.origin}: model {entry.name!r}: options.{key} is {value!r}, not a number")
+    return kind(value)
+
+
 class EZVSLLocalizer:
     def __init__(self, entry: ModelEntry, device) -> None:
         from models.training import sha256_file
 
-        self.sample_rate = int(entry.option("sample_rate_hz", SAMPLE_RATE_HZ))
-        self.clip_seconds = float(entry.option("clip_seconds", CLIP_SECONDS))
+        self.sample_rate = number_option(entry, "sample_rate_hz", SAMPLE_RATE_HZ, int)
+        self.clip_seconds = number_option(entry, "clip_seconds", CLIP_SECONDS, float)
         if self.sample_rate <= 0 or self.clip_seconds * self.sample_rate < NPERSEG:
             raise RepositoryError(f"{entry.origin}: model {entry.name!r}: options sample_rate_hz and clip_seconds "
                                   f"must give a clip of at least {NPERSEG} samples")
@@ -174,7 +181,7 @@ class EZVSLLocalizer:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         # Optional: test.py's EZ-VSL + OGL map, with ImageNet ResNet-18 weights the user downloads too.
-        self.alpha = float(entry.option("alpha", OGL_ALPHA))
+        self.alpha = number_option(entry, "alpha", OGL_ALPHA, float)
         self.saliency = None
         if entry.option("object_saliency"):
             if not 0.0 <= self.alpha <= 1.0:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 
 import grpc
 import numpy as np
@@ -28,7 +29,7 @@ from models import families
 from models.audio import ezvsl
 from models.audio.localize import box_of, peak_region
 from models.hf import LoadError
-from models.repository import ModelEntry
+from models.repository import ModelEntry, RepositoryError
 from models.training import CHECKPOINT_DIR
 from tests import tiny_hf
 from tests.audio import ezvsl_reference as reference
@@ -219,6 +220,15 @@ def test_metrics_pickled_by_numpy_1_load(best, model, tmp_path):
     legacy.write_bytes(data.replace(b"cnumpy._core.multiarray\nscalar", b"cnumpy.core.multiarray\nscalar"))
     localizer = families.load(entry(legacy), "cpu")
     assert localizer.details.metrics["best_cIoU"] == 0.75
+
+
+def test_bad_options_are_named(best):
+    for options, named in (({"sample_rate_hz": "fast"}, "options.sample_rate_hz is 'fast'"),
+                           ({"clip_seconds": 0.01}, "at least 512 samples"),
+                           ({"object_saliency": "x.pth", "alpha": 2}, "options.alpha is 2.0")):
+        with pytest.raises(RepositoryError, match=f"'ezvsl'.*{re.escape(named)}"):
+            families.load(ModelEntry("ezvsl", "sound-localization", "ezvsl", best, options=options, origin="e"),
+                          "cpu")
 
 
 def test_not_a_checkpoint(tmp_path):
