@@ -125,6 +125,11 @@ def test_translate_side_by_side(page, files):
     page.wait_for_function("document.querySelector('#translate .after').naturalWidth > 0")
     assert decoded(page, "#translate .before, #translate .after") == [64, 64]
     assert page.inner_text("#translate .after-caption")
+    assert page.eval_on_selector("#translate .warnings", "w => w.hidden")  # a scene is day2night's input
+    # The same scene where sketch2photo expects a sketch: translated, with the built-in's note shown.
+    page.select_option("#translate select.models", "sketch2photo")
+    assert submit(page, "translate") == "done", page.inner_text("#translate .error")
+    assert "'sketch2photo'" in page.inner_text("#translate .warnings")
 
 
 def test_listen_draws_the_heatmap_and_box(page, files):

@@ -146,6 +146,13 @@ function panelRun(panel, form, work) {
   });
 }
 
+// The services' notes on the inputs (a built-in given a picture outside ShapesWorld), one per line.
+function showWarnings(panel, warnings) {
+  const box = $(panel, ".warnings");
+  box.textContent = (warnings || []).join("\n");
+  box.hidden = !box.textContent;
+}
+
 function withModel(panel, path, request) {
   const select = $(panel, "select.models");
   if (select && select.value && requestHasField(path, "model")) request.model = select.value;
@@ -162,6 +169,7 @@ function setupCaption() {
       collection: form.collection.value.trim(),
     });
     const reply = await call(path, request);
+    showWarnings(panel, reply.caption.warnings);
     const result = $(panel, ".result");
     $(result, ".picture").src = URL.createObjectURL(form.image.files[0]);
     const words = $(result, ".caption-words");
@@ -202,6 +210,7 @@ function setupImagine() {
     const reply = await call(path, withModel(panel, path, {
       prompt: form.prompt.value, imageCount: Number(form.count.value) || 1, seed: String(form.seed.value || 0),
     }));
+    showWarnings(panel, reply.warnings);
     $(panel, ".meta").textContent = `seed ${reply.seed}` +
       (reply.unknownWords.length ? `; unknown words ignored: ${reply.unknownWords.join(", ")}` : "");
     $(panel, ".grid").replaceChildren(...reply.images.map(image => {
@@ -222,6 +231,7 @@ function setupTranslate() {
   const path = "/synesthesia.v1.Gateway/Translate";
   panelRun(panel, $(panel, "form"), async form => {
     const reply = await call(path, { image: { data: await fileBase64(form.image) }, model: form.model.value });
+    showWarnings(panel, reply.warnings);
     $(panel, ".before").src = URL.createObjectURL(form.image.files[0]);
     $(panel, ".after").src = pngSrc(reply.image.data);
     $(panel, ".after-caption").textContent = reply.caption;
@@ -236,6 +246,7 @@ function setupListen() {
     const reply = await call(path, withModel(panel, path, {
       image: { data: await fileBase64(form.image) }, audio: { encoded: await fileBase64(form.audio) },
     }));
+    showWarnings(panel, reply.warnings);
     const result = $(panel, ".result");
     $(result, ".picture").src = URL.createObjectURL(form.image.files[0]);
     drawMap($(result, ".overlay"), reply.heatmap, reply.box);
