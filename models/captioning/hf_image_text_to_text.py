@@ -169,7 +169,11 @@ class ImageTextToTextCaptioner:
             logits, targets = out.logits, sequences[:, 1:]
             attention, grid = self._cross_attention(out.cross_attentions, inputs)
         else:
-            prompt_length = inputs["input_ids"].shape[1]
+            prompt = inputs["input_ids"]
+            prompt_length = prompt.shape[1]
+            if sequences.shape[1] < prompt_length or not torch.equal(sequences[:, :prompt_length], prompt):
+                # Some models' generate returns the new tokens only: put the prompt back in front.
+                sequences = torch.cat([prompt, sequences], 1)
             forward = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
             text = sequences[:, :-1]
             mask = torch.ones_like(text)
