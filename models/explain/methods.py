@@ -21,12 +21,22 @@ METHODS = ("grad_cam", "guided_grad_cam", "guided_backprop", "gradient", "gradie
 OWN_METHODS = ("cam", "attention", "attention_rollout")
 DEFAULT_OCCLUSION_WINDOW_PX = 8
 DEFAULT_OCCLUSION_STRIDE_PX = 4
+# The defaults are for the built-ins' 64 px input; a larger input (224 px for most Hugging Face ViTs) gets
+# the same share of its side (an eighth, stride a sixteenth), so the default sweep stays 15 x 15 positions.
+DEFAULT_INPUT_SIDE_PX = 64
+
+
+def default_occlusion(side: int) -> tuple[int, int]:
+    """(window, stride) in pixels for an input whose shorter side is `side`."""
+    scale = side / DEFAULT_INPUT_SIDE_PX
+    return (max(1, round(DEFAULT_OCCLUSION_WINDOW_PX * scale)), max(1, round(DEFAULT_OCCLUSION_STRIDE_PX * scale)))
 
 
 @dataclass
 class Options:
-    occlusion_window_px: int = DEFAULT_OCCLUSION_WINDOW_PX
-    occlusion_stride_px: int = DEFAULT_OCCLUSION_STRIDE_PX
+    # 0 = the default for the input's size (default_occlusion): 8 and 4 px on a 64 px input.
+    occlusion_window_px: int = 0
+    occlusion_stride_px: int = 0
     budget: Budget = field(default_factory=Budget)
 
 
@@ -63,8 +73,10 @@ def explain(method: str, target, images: torch.Tensor, options: Options | None =
     elif method == "gradient_squared":
         maps = attribution.input_gradient(target, images, "squared")
     elif method == "occlusion":
-        maps = attribution.occlusion(target, images, options.occlusion_window_px, options.occlusion_stride_px,
-                                     options.budget, field="options.occlusion_stride_px")
+        window, stride = default_occlusion(min(images.shape[-2:]))
+        maps = attribution.occlusion(target, images, options.occlusion_window_px or window,
+                                     options.occlusion_stride_px or stride, options.budget,
+                                     field="options.occlusion_stride_px")
     elif method == "cam":
         maps = target.cam(images)
     elif method == "attention_rollout":

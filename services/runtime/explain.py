@@ -47,7 +47,8 @@ METHOD_NAMES = {
     explain_pb2.EXPLAIN_METHOD_ATTENTION_ROLLOUT: "attention_rollout",
 }
 assert set(METHOD_NAMES.values()) == set(METHODS)
-GIVE_WAY_MAX_S = 0.25  # the longest one chunk waits for normal calls before it goes on anyway
+GIVE_WAY_MAX_S = 0.25
+MAX_OCCLUSION_PX = 512  # window and stride bound (the number of positions is bounded by SYN_EXPLAIN_MAX_EVALUATIONS)  # the longest one chunk waits for normal calls before it goes on anyway
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,14 @@ def model_view(model, pixels, image: np.ndarray) -> np.ndarray:
 
 
 def options_from(message: explain_pb2.ExplainOptions, field: str = "options") -> Options:
-    window = message.occlusion_window_px or DEFAULT_OCCLUSION_WINDOW_PX
-    stride = message.occlusion_stride_px or DEFAULT_OCCLUSION_STRIDE_PX
-    if not 1 <= window <= 64:
-        raise invalid_argument(f"{field}.occlusion_window_px", f"{message.occlusion_window_px} is outside 1..64 "
-                                                              f"(0 = {DEFAULT_OCCLUSION_WINDOW_PX})")
-    if not 1 <= stride <= 64:
-        raise invalid_argument(f"{field}.occlusion_stride_px", f"{message.occlusion_stride_px} is outside 1..64 "
-                                                              f"(0 = {DEFAULT_OCCLUSION_STRIDE_PX})")
-    return Options(occlusion_window_px=window, occlusion_stride_px=stride)
+    """The request's occlusion window and stride (0 = the default for the model's input size), bounded."""
+    for name in ("occlusion_window_px", "occlusion_stride_px"):
+        value = getattr(message, name)
+        if not 0 <= value <= MAX_OCCLUSION_PX:
+            default = DEFAULT_OCCLUSION_WINDOW_PX if name == "occlusion_window_px" else DEFAULT_OCCLUSION_STRIDE_PX
+            raise invalid_argument(f"{field}.{name}", f"{value} is outside 1..{MAX_OCCLUSION_PX} (0 = {default} "
+                                                      f"on a 64 px input, the same share of a larger one)")
+    return Options(occlusion_window_px=message.occlusion_window_px, occlusion_stride_px=message.occlusion_stride_px)
 
 
 def explanation(method: str, heatmap: np.ndarray, image: np.ndarray, seconds: float) -> explain_pb2.Explanation:

@@ -141,8 +141,10 @@ def test_a_given_caption_is_teacher_forced_and_bad_indexes_are_named(captioning)
     caption = "a small red circle"
     answer = captioning.ExplainCaption(E.ExplainCaptionRequest(
         image=common_pb2.Image(data=png(IMAGE)), caption=caption, word_index=2, model="tiny-vit",
-        methods=[E.EXPLAIN_METHOD_GRADIENT]), timeout=120)
+        methods=[E.EXPLAIN_METHOD_GRADIENT, E.EXPLAIN_METHOD_OCCLUSION]), timeout=120)
     assert (answer.caption, answer.word) == (caption, "red") and answer.log_probability < 0
+    # Default occlusion on a 32 px input: a 4 px window every 2 px (an eighth and a sixteenth of the side).
+    check_maps(answer.explanations, [E.EXPLAIN_METHOD_GRADIENT, E.EXPLAIN_METHOD_OCCLUSION])
     with pytest.raises(grpc.RpcError) as caught:
         captioning.ExplainCaption(E.ExplainCaptionRequest(image=common_pb2.Image(data=png(IMAGE)), caption=caption,
                                                           word_index=4, model="tiny-vit",
