@@ -237,3 +237,25 @@ def llava(directory: Path) -> Path:
                    _with_image_token(), patch_size=8, vision_feature_select_strategy="default",
                    num_additional_image_tokens=1).save_pretrained(directory)
     return Path(directory)
+
+
+def paligemma(directory: Path) -> Path:
+    """PaliGemma: a SigLIP vision tower (16 patch tokens) -> projector -> a Gemma language model; its processor
+    adds the <image> token and PaliGemma's location and segmentation tokens to the word tokenizer."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessor
+
+    images = SiglipImageProcessor(size={"height": 32, "width": 32})
+    images.image_seq_length = 16
+    processor = PaliGemmaProcessor(images, word_tokenizer())
+    config = PaliGemmaConfig(
+        vision_config=dict(model_type="siglip_vision_model", image_size=32, patch_size=8, **SMALL),
+        text_config=dict(model_type="gemma", vocab_size=len(processor.tokenizer), head_dim=16, num_key_value_heads=1,
+                         max_position_embeddings=64, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, **SMALL),
+        image_token_index=processor.image_token_id, projection_dim=32, hidden_size=32)
+    torch.manual_seed(0)
+    model = PaliGemmaForConditionalGeneration(config)
+    _keep_to_words(model, BOS, EOS)
+    model.generation_config.suppress_tokens += list(range(len(WORDS), len(processor.tokenizer)))
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return Path(directory)

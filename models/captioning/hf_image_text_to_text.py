@@ -140,7 +140,9 @@ class ImageTextToTextCaptioner:
         if self.prompt or not self.encoder_decoder:
             kwargs["text"] = [self.prompt] * len(images)
         inputs = self.processor(**kwargs)
-        return {key: value.to(self.device) for key, value in inputs.items() if isinstance(value, torch.Tensor)}
+        # `labels` (PaliGemma's processor returns them for training) would make the forward pass compute a loss.
+        return {key: value.to(self.device) for key, value in inputs.items()
+                if isinstance(value, torch.Tensor) and key != "labels"}
 
     def _with_placeholder(self, prompt: str) -> str:
         """The prompt, with the processor's image placeholder first when it expects one and none is there
@@ -152,12 +154,17 @@ class ImageTextToTextCaptioner:
         if not placeholder or placeholder in prompt:
             return prompt
         blank = Image.new("RGB", (self.image_size[1], self.image_size[0]))
-        try:
-            ids = self.processor(images=[blank], text=[prompt], return_tensors="pt")["input_ids"]
-            if (ids == self.image_token_id).any():
-                return prompt
-        except (ValueError, RuntimeError, TypeError, KeyError, IndexError):
-            pass  # the processor refuses text without its placeholder
+
+        def ids(text: str):
+            try:
+                return self.processor(images=[blank], text=[text], return_tensors="pt")["input_ids"]
+            except (ValueError, RuntimeError, TypeError, KeyError, IndexError):
+                return None  # the processor refuses text without its placeholder
+
+        alone, first = ids(prompt), ids(placeholder + prompt)
+        if alone is not None and (alone == self.image_token_id).any():
+            # The processor inserts its image tokens itself; say it the way it prefers when that is the same.
+            return placeholder + prompt if first is not None and torch.equal(alone, first) else prompt
         return placeholder + prompt
 
     # --- scoring ----------------------------------------------------------------------------
@@ -174,8 +181,15 @@ class ImageTextToTextCaptioner:
             if sequences.shape[1] < prompt_length or not torch.equal(sequences[:, :prompt_length], prompt):
                 # Some models' generate returns the new tokens only: put the prompt back in front.
                 sequences = torch.cat([prompt, sequences], 1)
-            forward = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
             text = sequences[:, :-1]
+            forward = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+            for key, value in forward.items():
+                if value.dim() == 2 and value.shape == prompt.shape:
+                    # Per-token inputs cover the generated tokens too; PaliGemma's token_type_ids mark them 1
+                    # (suffix: causal attention, as generate attends), other markers (image tokens) 0.
+                    fill = 1 if key == "token_type_ids" else 0
+                    forward[key] = torch.cat([value, value.new_full((value.shape[0], text.shape[1] - prompt_length),
+                                                                    fill)], 1)
             mask = torch.ones_like(text)
             mask[:, :prompt_length] = inputs["attention_mask"] if "attention_mask" in inputs else 1
             out = self.model(**forward, input_ids=text, attention_mask=mask,

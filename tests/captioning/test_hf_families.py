@@ -2,7 +2,7 @@
 
 The test saves tiny random models in each family's real on-disk format (tests/tiny_hf.py):
 vision-encoder-decoder with a ViT, a DeiT (two extra tokens) and a Donut Swin encoder, BLIP,
-GIT, and through the generic image-text-to-text family BLIP-2, Pix2Struct and LLaVA; writes
+GIT, and through the generic image-text-to-text family BLIP-2, Pix2Struct, LLaVA and PaliGemma; writes
 one `<name>.model.yaml` entry for each plus an explicit entry for the built-in checkpoint
 (the default), points SYN_MODEL_REPOSITORY at that directory and calls the service over
 gRPC. Each served caption must equal the family's own `generate` decoded in-process, and
@@ -37,6 +37,7 @@ FAMILIES = {  # entry name -> (builder, family ListModels reports, words in its 
     "tiny-blip2": (tiny_hf.blip2, GENERIC, "blip-2"),
     "tiny-pix2struct": (tiny_hf.pix2struct, GENERIC, "pix2struct"),
     "tiny-llava": (tiny_hf.llava, GENERIC, "llava"),
+    "tiny-paligemma": (tiny_hf.paligemma, GENERIC, "paligemma"),
 }
 NO_MAPS = {"tiny-blip2"}  # BLIP-2's language model attends to the Q-Former's queries, not to patches
 
@@ -89,9 +90,10 @@ def generic_in_process(directory, image: Image.Image, beams: int, limit: int) ->
     if model.config.model_type == "pix2struct":
         kwargs["max_patches"] = processor.image_processor.max_patches
     else:
-        kwargs["text"] = [tiny_hf.IMAGE_TOKEN if model.config.model_type == "llava" else ""]
+        kwargs["text"] = [tiny_hf.IMAGE_TOKEN if model.config.model_type in ("llava", "paligemma") else ""]
+    inputs = {k: v for k, v in processor(**kwargs).items() if k != "labels"}  # PaliGemma's, for training
     with torch.no_grad():
-        ids = model.generate(**processor(**kwargs), num_beams=beams, max_new_tokens=limit, do_sample=False)
+        ids = model.generate(**inputs, num_beams=beams, max_new_tokens=limit, do_sample=False)
     return " ".join(processor.tokenizer.decode(ids[0], skip_special_tokens=True).split())
 
 
