@@ -27,6 +27,8 @@ def test_profiler_categories_follow_the_innermost_activity():
                                "decoding.py:120)") == "model"
     assert categorise(worker + ";_run_batch (x);_caption_batch (s);image_from_message (services/runtime/"
                                "images.py:50)") == "decode"
+    assert categorise(worker + ";_run_batch (x);_prepare (services/captioning/servicer.py:98);warning_for ("
+                               "models/shapesworld/world_check.py:192);_as_canvas (PIL/Image.py:1)") == "world check"
     assert categorise(worker + ";_next (services/runtime/batching.py:160);wait (threading.py:331)") == \
         "waiting for a batch"
     loop = "Thread 1 (MainThread);run (asyncio/runners.py:118);_run_once (asyncio/base_events.py:1898)"

@@ -5,8 +5,9 @@ Starts the captioning service (one torch thread, max batch 16, 5 ms), drives Cap
 attention, 64x64 PNG) at the given concurrency, and samples every thread of the server at 100 Hz,
 idle samples included. Prints, per thread, the share of samples in each activity:
 
-- batch thread: model (beam_search and the network), decode (image decoding and resizing), waiting
-  for a batch (the worker's Condition.wait), handing results over, other;
+- batch thread: model (beam_search and the network), world check (the built-ins' out-of-world
+  warning, models/shapesworld/world_check.py), decode (image decoding and resizing), waiting for a
+  batch (the worker's Condition.wait), handing results over, other;
 - event loop (MainThread): gRPC/asyncio work, idle in the selector;
 - gRPC and other threads.
 
@@ -36,6 +37,8 @@ from tests.benchmarks.peers import envs, work
 from tests.servers import ServiceProcess
 
 CATEGORIES = [  # (category, any of these substrings in the stack), first match wins
+    # The built-ins' out-of-world warning (it decodes nothing, but it used to hide under "other").
+    ("world check", ("world_check.py",)),
     ("decode", ("image_from_message", "decode_image", "images_to_batch", "PIL/")),
     ("model", ("beam_search", "decoding.py", "network.py", "torch/nn")),
     ("hand-over", ("_deliver", "call_soon_threadsafe", "_settle")),
