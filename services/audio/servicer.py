@@ -262,7 +262,7 @@ class AudioServicer(audio_pb2_grpc.AudioServicer):
             raise invalid_argument(clip.field, f"the clip is {count} samples at {rate} Hz; the model needs at least "
                                                f"{needed} ({1000 * needed / rate:.0f} ms)")
         result = await served.submit(LocalizeJob(image, clip))
-        warnings = await in_thread("checking the picture", served.model.input_warnings, image)
+        warnings = await in_thread("checking the picture", served.input_warnings, image)
         x0, y0, x1, y1 = result.box
         return audio_pb2.LocalizeResponse(
             heatmap=common_pb2.Heatmap(values=to_tensor(result.heatmap), image_width_px=width,

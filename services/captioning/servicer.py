@@ -95,7 +95,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
     def _prepare(self, served: ServedModel, job: CaptionJob) -> None:
         image = image_from_message(job.image, "image", self.settings, FIT_FOR_MODELS_PX)
         job.width, job.height = source_size(image)  # heatmaps at the size sent, not the shrunk one
-        job.warnings = served.model.input_warnings(image)
+        job.warnings = served.input_warnings(image)
         job.pixels = served.model.prepare(image)
 
     def _caption_batch(self, served: ServedModel, jobs: list[CaptionJob]) -> list[DecodedCaption | Exception]:

@@ -265,7 +265,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         for data, name in datas:
             image = image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX)
             if warnings is not None:
-                warnings.extend(f"{name}: {w}" if len(datas) > 1 else w for w in served.model.input_warnings(image))
+                warnings.extend(f"{name}: {w}" if len(datas) > 1 else w for w in served.input_warnings(image))
             out.append(served.model.prepare(image))
         return out
 

@@ -118,7 +118,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                                      "send a smaller image")
         pixels = await served.submit(ImageJob(image))
         png = await in_thread("encoding the image", encode_png, pixels)
-        warnings = await in_thread("checking the picture", served.model.input_warnings, image)
+        warnings = await in_thread("checking the picture", served.input_warnings, image)
         return generation_pb2.ImageToImageResponse(image=common_pb2.Image(data=png), model=served.name,
                                                    warnings=warnings)
 
