@@ -77,21 +77,26 @@ def judge_cases(net, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]
                    f"{obj.shape}")
 
 
-def caption_cases(captioner, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]:
-    seed = first_seed
-    made = 0
+def _told_apart(count: int, first_seed: int, key) -> Iterator[tuple[int, object]]:
+    """`count` two-object scenes (with their index) whose objects differ by `key`: a word or text naming
+    one object must not name both."""
+    seed, made = first_seed, 0
     while made < count:
         scene = render_scene(seed, objects=2)
         seed += 1
         a, b = scene.objects
-        if (a.colour, a.shape) == (b.colour, b.shape):
-            continue  # the word would name both objects
+        if key(a) != key(b):
+            yield made, scene
+            made += 1
+
+
+def caption_cases(captioner, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]:
+    for made, scene in _told_apart(count, first_seed, lambda o: (o.colour, o.shape)):
         words = scene.captions[0].split()
         # Alternate between the two objects, so both the first and the second noun phrase are measured.
         obj = scene.objects[made % 2]
         index = next(i for i in range(1, len(words)) if words[i] == obj.shape and words[i - 1] == obj.colour)
         target = CaptionWordTarget.of(captioner, scene.captions[0], index)
-        made += 1
         yield Case(_tensor(scene.image), obj.mask, target, lambda x, t=target: t(x).exp(), scene.image,
                    f"{scene.captions[0]} [{obj.shape}]")
 
@@ -101,14 +106,8 @@ def _phrase(obj) -> str:
 
 
 def match_cases(embedder, count: int, first_seed: int = FIRST_SEED) -> Iterator[Case]:
-    seed = first_seed
-    made = 0
-    while made < count:
-        scene = render_scene(seed, objects=2)
-        seed += 1
+    for made, scene in _told_apart(count, first_seed, _phrase):
         a, b = scene.objects
-        if _phrase(a) == _phrase(b):
-            continue  # the text would name both objects
         obj, other = (a, b) if made % 2 == 0 else (b, a)
         target = MatchTarget.of(embedder, _phrase(obj))
         with torch.no_grad():
@@ -117,7 +116,6 @@ def match_cases(embedder, count: int, first_seed: int = FIRST_SEED) -> Iterator[
         def probability(x, texts=texts):
             return (embedder.scale() * embedder.encode_images(x) @ texts.T).softmax(1)[:, 0]
 
-        made += 1
         yield Case(_tensor(scene.image), obj.mask, target, probability, scene.image,
                    f"{_phrase(obj)} (not {_phrase(other)})")
 
