@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from scripts.demo import sample_scene, write_inputs
 from tests.conftest import http_url
@@ -172,6 +173,53 @@ def test_pipeline_shows_each_event(page, files):
     assert finished == {"look", "night", "night_caption"}, rows
     assert len(rows) == 6  # a started and a finished event per step
 
+
+def test_explain_a_caption_word_one_overlay_per_method(page, files):
+    folder, scene = files
+    tab(page, "explain")
+    # Methods come from the OpenAPI document; CAM is the judge's only, so it is greyed out for a word.
+    offered = page.eval_on_selector_all("#explain input[name=method]", "bs => bs.map(b => b.value)")
+    assert {"EXPLAIN_METHOD_GRAD_CAM", "EXPLAIN_METHOD_OCCLUSION", "EXPLAIN_METHOD_CAM"} <= set(offered)
+    assert "EXPLAIN_METHOD_UNSPECIFIED" not in offered
+    assert "inapplicable" in page.get_attribute("#explain label:has(input[value=EXPLAIN_METHOD_CAM])", "class")
+    page.select_option("#explain select[name=target]", "judge")
+    assert "inapplicable" not in page.get_attribute("#explain label:has(input[value=EXPLAIN_METHOD_CAM])", "class")
+    page.select_option("#explain select[name=target]", "caption")
+    assert page.is_visible("#explain input[name=word]") and not page.is_visible("#explain input[name=text]")
+
+    page.set_input_files("#explain input[name=image]", str(folder / "scene.png"))
+    checked = page.eval_on_selector_all("#explain input[name=method]:checked", "bs => bs.map(b => b.value)")
+    assert checked == ["EXPLAIN_METHOD_GRAD_CAM", "EXPLAIN_METHOD_OCCLUSION"]
+    page.fill("#explain input[name=word]", "3")
+    page.fill("#explain input[name=window]", "16")  # the smallest budget: 4 x 4 occlusion positions
+    page.fill("#explain input[name=stride]", "16")
+    assert submit(page, "explain") == "done", page.inner_text("#explain .error")
+    meta = page.inner_text("#explain .meta")
+    word, caption = meta.split('"')[1], meta.split('"')[3]
+    assert caption.split()[3] == word and "log p" in meta
+    assert any(o.shape in caption for o in scene.objects)
+    methods = page.eval_on_selector_all("#explain .grid figure", "fs => fs.map(f => f.dataset.method)")
+    assert methods == ["EXPLAIN_METHOD_GRAD_CAM", "EXPLAIN_METHOD_OCCLUSION"]
+    names = page.locator("#explain .grid figcaption").all_inner_texts()
+    assert names[0].startswith("grad-cam (") and names[1].startswith("occlusion (")
+    page.wait_for_function("[...document.querySelectorAll('#explain .grid img')].every(i => i.complete)")
+    width = Image.open(folder / "scene.png").width  # overlays come at the picture's size
+    assert decoded(page, "#explain .grid img") == [width, width]
+    overlays = page.eval_on_selector_all("#explain .grid img", "is => is.map(i => i.src)")
+    assert len(set(overlays)) == 2, "the two methods drew the same picture"
+    page.screenshot(path=str(ARTIFACTS / "playground-explain-word.png"), full_page=True)
+
+
+def test_explain_bad_input_shows_the_field(page, files):
+    folder, _ = files
+    tab(page, "explain")
+    page.select_option("#explain select[name=target]", "caption")
+    page.set_input_files("#explain input[name=image]", str(folder / "scene.png"))
+    page.fill("#explain input[name=word]", "99")
+    assert submit(page, "explain") == "failed"
+    error = page.inner_text("#explain .error")
+    assert error.startswith("INVALID_ARGUMENT:") and "word_index" in error and "99" in error, error
+    assert page.locator("#explain .grid figure").count() == 0
 
 def test_nothing_left_the_gateway(page):
     assert page.requests_seen and all(url.startswith(page.base) or url.startswith(("data:", "blob:"))

@@ -72,6 +72,9 @@ function requestHasField(path, field) {
   return Boolean(schema && schema.properties && field in schema.properties);
 }
 
+// The OpenAPI schema of a message or enum by its proto name ("synesthesia.v1.ExplainMethod").
+const schemaNamed = name => openapi.components.schemas[name] || {};
+
 // -- files, pictures and maps ---------------------------------------------------------------------
 
 function base64Of(buffer) {
@@ -307,6 +310,95 @@ function setupPipeline() {
   });
 }
 
+// Gateway.Explain: the request's `target` oneof names the owning service's request message.
+const EXPLAIN_TARGETS = {
+  caption: "ExplainCaptionRequest", match: "ExplainMatchRequest",
+  localization: "ExplainLocalizationRequest", judge: "ExplainJudgeRequest",
+};
+const METHOD_PREFIX = "EXPLAIN_METHOD_";
+
+// One checkbox per ExplainMethod value the OpenAPI document lists; those the target's `methods`
+// comment does not name are greyed out (the services refuse them, naming methods[i]).
+function offerExplainMethods(panel) {
+  const form = $(panel, "form");
+  const target = form.target.value;
+  for (const label of panel.querySelectorAll("[data-targets]")) {
+    label.hidden = !label.dataset.targets.split(" ").includes(target);
+  }
+  const methodEnum = schemaNamed("synesthesia.v1.ExplainMethod");
+  const notes = Object.fromEntries((methodEnum.description || "").split("\n")
+    .map(line => line.match(/^- `(\w+)`: (.*)$/)).filter(Boolean).map(m => [m[1], m[2]]));
+  const request = schemaNamed(`synesthesia.v1.${EXPLAIN_TARGETS[target]}`);
+  const takes = request.properties?.methods?.description || "";
+  const fieldset = $(panel, "fieldset.methods");
+  const checked = new Set([...fieldset.querySelectorAll("input:checked")].map(i => i.value));
+  if (!fieldset.querySelector("input")) { checked.add(`${METHOD_PREFIX}GRAD_CAM`); checked.add(`${METHOD_PREFIX}OCCLUSION`); }
+  const values = (methodEnum.enum || []).filter(v => !v.endsWith("_UNSPECIFIED"));
+  fieldset.replaceChildren($(fieldset, "legend") || document.createElement("legend"), ...values.map(value => {
+    const short = value.slice(METHOD_PREFIX.length);
+    const applies = !takes || new RegExp(`\\b${short}\\b`).test(takes);
+    const label = document.createElement("label");
+    label.className = applies ? "" : "inapplicable";
+    label.title = notes[value] || "";
+    const box = document.createElement("input");
+    Object.assign(box, { type: "checkbox", name: "method", value, checked: applies && checked.has(value) });
+    label.append(box, short.toLowerCase().replaceAll("_", "-"));
+    return label;
+  }));
+}
+
+async function explainRequest(form) {
+  const target = form.target.value;
+  const request = { image: { data: await fileBase64(form.image) } };
+  request.methods = [...form.querySelectorAll("input[name=method]:checked")].map(box => box.value);
+  request.options = { occlusionWindowPx: Number(form.window.value) || 0, occlusionStridePx: Number(form.stride.value) || 0 };
+  if (target === "caption") Object.assign(request, { caption: form.caption.value.trim(), wordIndex: Number(form.word.value) || 0 });
+  if (target === "match") request.text = form.text.value;
+  if (target === "localization") request.audio = { encoded: await fileBase64(form.audio) };
+  if (target === "judge") Object.assign(request, { head: form.head.value, className: form.className.value.trim() });
+  const model = form.model.value.trim();
+  if (model && "model" in (schemaNamed(`synesthesia.v1.${EXPLAIN_TARGETS[target]}`).properties || {})) request.model = model;
+  return { [target]: request };
+}
+
+// What was explained, with its score, in the words of each response.
+function explainSummary(target, reply) {
+  const model = reply.model ? `, model ${reply.model}` : "";
+  if (target === "caption") {
+    return `word "${reply.word}" of "${reply.caption}" (log p ${(reply.logProbability || 0).toFixed(3)}${model})`;
+  }
+  if (target === "match") return `similarity ${(reply.similarity || 0).toFixed(3)}${model}`;
+  if (target === "localization") return `audio-visual score ${(reply.score || 0).toFixed(3)}${model}`;
+  const predictions = (reply.predictions || []).map(p => `${p.head} ${p.className} (${(p.probability || 0).toFixed(2)})`);
+  return `${reply.head} class ${reply.className}; the judge says ${predictions.join(", ")}`;
+}
+
+function setupExplain() {
+  const panel = $(document, "#explain");
+  const form = $(panel, "form");
+  form.target.addEventListener("change", () => offerExplainMethods(panel));
+  panelRun(panel, form, async form => {
+    const target = form.target.value;
+    const grid = $(panel, ".grid");
+    grid.replaceChildren();
+    $(panel, ".meta").textContent = "";
+    const reply = (await call("/synesthesia.v1.Gateway/Explain", await explainRequest(form)))[target];
+    $(panel, ".meta").textContent = explainSummary(target, reply);
+    grid.replaceChildren(...(reply.explanations || []).map(explanation => {
+      const figure = document.createElement("figure");
+      const name = explanation.method.slice(METHOD_PREFIX.length).toLowerCase().replaceAll("_", "-");
+      figure.dataset.method = explanation.method;
+      const img = document.createElement("img");
+      img.src = pngSrc(explanation.overlayPng);
+      img.alt = `${name} overlay`;
+      const caption = document.createElement("figcaption");
+      caption.textContent = `${name} (${(explanation.computeSeconds || 0).toFixed(2)} s)`;
+      figure.append(img, caption);
+      return figure;
+    }));
+  });
+}
+
 // The existing collections, offered by the collection field (ListCollections).
 async function listCollections() {
   try {
@@ -369,9 +461,11 @@ async function main() {
   setupTranslate();
   setupListen();
   setupSearch();
+  setupExplain();
   setupPipeline();
   checkHealth();
   try { openapi = await (await fetch("/openapi.json")).json(); } catch (_) { /* pickers still work */ }
+  offerExplainMethods($(document, "#explain"));
   await fillModelPickers();
   await listCollections();
   document.body.dataset.ready = "true";
