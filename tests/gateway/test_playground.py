@@ -184,7 +184,9 @@ def test_explain_a_caption_word_one_overlay_per_method(page, files):
     assert "inapplicable" in page.get_attribute("#explain label:has(input[value=EXPLAIN_METHOD_CAM])", "class")
     page.select_option("#explain select[name=target]", "judge")
     assert "inapplicable" not in page.get_attribute("#explain label:has(input[value=EXPLAIN_METHOD_CAM])", "class")
-    page.select_option("#explain select[name=target]", "caption")
+    page.check("#explain input[value=EXPLAIN_METHOD_CAM]")
+    page.select_option("#explain select[name=target]", "caption")  # CAM does not apply: unticked
+    assert not page.is_checked("#explain input[value=EXPLAIN_METHOD_CAM]")
     assert page.is_visible("#explain input[name=word]") and not page.is_visible("#explain input[name=text]")
 
     page.set_input_files("#explain input[name=image]", str(folder / "scene.png"))
@@ -210,12 +212,35 @@ def test_explain_a_caption_word_one_overlay_per_method(page, files):
     page.screenshot(path=str(ARTIFACTS / "playground-explain-word.png"), full_page=True)
 
 
+
+@pytest.mark.parametrize("target, method, summary", [
+    ("match", "EXPLAIN_METHOD_GRADIENT", "similarity "),
+    ("localization", "EXPLAIN_METHOD_GRADIENT", "audio-visual score "),
+    ("judge", "EXPLAIN_METHOD_CAM", "shape class "),
+])
+def test_explain_the_other_targets(page, files, target, method, summary):
+    folder, _ = files
+    tab(page, "explain")
+    page.select_option("#explain select[name=target]", target)
+    page.set_input_files("#explain input[name=image]", str(folder / "scene.png"))
+    if target == "localization":
+        page.set_input_files("#explain input[name=audio]", str(folder / "sound.wav"))
+    for box in page.query_selector_all("#explain input[name=method]:checked"):
+        box.uncheck()
+    page.check(f"#explain input[value={method}]")
+    assert submit(page, "explain") == "done", page.inner_text("#explain .error")
+    assert page.inner_text("#explain .meta").startswith(summary)
+    assert page.eval_on_selector_all("#explain .grid figure", "fs => fs.map(f => f.dataset.method)") == [method]
+    page.wait_for_function("[...document.querySelectorAll('#explain .grid img')].every(i => i.complete)")
+    assert decoded(page, "#explain .grid img")[0] > 0
+
 def test_explain_bad_input_shows_the_field(page, files):
     folder, _ = files
     tab(page, "explain")
     page.select_option("#explain select[name=target]", "caption")
     page.set_input_files("#explain input[name=image]", str(folder / "scene.png"))
     page.fill("#explain input[name=word]", "99")
+    page.check("#explain input[value=EXPLAIN_METHOD_GRADIENT]")
     assert submit(page, "explain") == "failed"
     error = page.inner_text("#explain .error")
     assert error.startswith("INVALID_ARGUMENT:") and "word_index" in error and "99" in error, error

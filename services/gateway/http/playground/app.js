@@ -91,6 +91,18 @@ async function fileBase64(input) {
 
 const pngSrc = data => `data:image/png;base64,${data}`;
 
+// A grid cell: a PNG (base64) with a caption under it.
+function pngFigure(data, alt, text) {
+  const figure = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = pngSrc(data);
+  img.alt = alt;
+  const caption = document.createElement("figcaption");
+  caption.textContent = text;
+  figure.append(img, caption);
+  return figure;
+}
+
 function tensor(t) {
   const bytes = Uint8Array.from(atob(t.dataF32le || ""), c => c.charCodeAt(0));
   const values = new Float32Array(bytes.buffer);
@@ -216,16 +228,8 @@ function setupImagine() {
     showWarnings(panel, reply.warnings);
     $(panel, ".meta").textContent = `seed ${reply.seed}` +
       (reply.unknownWords.length ? `; unknown words ignored: ${reply.unknownWords.join(", ")}` : "");
-    $(panel, ".grid").replaceChildren(...reply.images.map(image => {
-      const figure = document.createElement("figure");
-      const img = document.createElement("img");
-      img.src = pngSrc(image.image.data);
-      img.alt = image.caption;
-      const caption = document.createElement("figcaption");
-      caption.textContent = `${image.caption} (agreement ${image.promptAgreement.toFixed(2)})`;
-      figure.append(img, caption);
-      return figure;
-    }));
+    $(panel, ".grid").replaceChildren(...reply.images.map(image => pngFigure(
+      image.image.data, image.caption, `${image.caption} (agreement ${image.promptAgreement.toFixed(2)})`)));
   });
 }
 
@@ -331,17 +335,19 @@ function offerExplainMethods(panel) {
   const request = schemaNamed(`synesthesia.v1.${EXPLAIN_TARGETS[target]}`);
   const takes = request.properties?.methods?.description || "";
   const fieldset = $(panel, "fieldset.methods");
-  const checked = new Set([...fieldset.querySelectorAll("input:checked")].map(i => i.value));
-  if (!fieldset.querySelector("input")) { checked.add(`${METHOD_PREFIX}GRAD_CAM`); checked.add(`${METHOD_PREFIX}OCCLUSION`); }
   const values = (methodEnum.enum || []).filter(v => !v.endsWith("_UNSPECIFIED"));
+  const applies = value => !takes || new RegExp(`\\b${value.slice(METHOD_PREFIX.length)}\\b`).test(takes);
+  // Keep the ticks that still apply; none left (first load, or CAM after the judge): a cheap default.
+  let checked = [...fieldset.querySelectorAll("input:checked")].map(i => i.value).filter(applies);
+  if (!checked.length) checked = fieldset.querySelector("input") ? [values.find(applies)]
+    : [`${METHOD_PREFIX}GRAD_CAM`, `${METHOD_PREFIX}OCCLUSION`];
   fieldset.replaceChildren($(fieldset, "legend") || document.createElement("legend"), ...values.map(value => {
     const short = value.slice(METHOD_PREFIX.length);
-    const applies = !takes || new RegExp(`\\b${short}\\b`).test(takes);
     const label = document.createElement("label");
-    label.className = applies ? "" : "inapplicable";
+    label.className = applies(value) ? "" : "inapplicable";
     label.title = notes[value] || "";
     const box = document.createElement("input");
-    Object.assign(box, { type: "checkbox", name: "method", value, checked: applies && checked.has(value) });
+    Object.assign(box, { type: "checkbox", name: "method", value, checked: checked.includes(value) });
     label.append(box, short.toLowerCase().replaceAll("_", "-"));
     return label;
   }));
@@ -385,15 +391,10 @@ function setupExplain() {
     const reply = (await call("/synesthesia.v1.Gateway/Explain", await explainRequest(form)))[target];
     $(panel, ".meta").textContent = explainSummary(target, reply);
     grid.replaceChildren(...(reply.explanations || []).map(explanation => {
-      const figure = document.createElement("figure");
       const name = explanation.method.slice(METHOD_PREFIX.length).toLowerCase().replaceAll("_", "-");
+      const figure = pngFigure(explanation.overlayPng, `${name} overlay`,
+                               `${name} (${(explanation.computeSeconds || 0).toFixed(2)} s)`);
       figure.dataset.method = explanation.method;
-      const img = document.createElement("img");
-      img.src = pngSrc(explanation.overlayPng);
-      img.alt = `${name} overlay`;
-      const caption = document.createElement("figcaption");
-      caption.textContent = `${name} (${(explanation.computeSeconds || 0).toFixed(2)} s)`;
-      figure.append(img, caption);
       return figure;
     }));
   });
