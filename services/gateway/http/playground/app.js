@@ -357,13 +357,18 @@ async function explainRequest(form) {
   const target = form.target.value;
   const request = { image: { data: await fileBase64(form.image) } };
   request.methods = [...form.querySelectorAll("input[name=method]:checked")].map(box => box.value);
-  request.options = { occlusionWindowPx: Number(form.window.value) || 0, occlusionStridePx: Number(form.stride.value) || 0 };
-  if (target === "caption") Object.assign(request, { caption: form.caption.value.trim(), wordIndex: Number(form.word.value) || 0 });
+  request.options = {
+    occlusionWindowPx: Number(form.window.value) || 0, occlusionStridePx: Number(form.stride.value) || 0,
+  };
+  if (target === "caption") {
+    Object.assign(request, { caption: form.caption.value.trim(), wordIndex: Number(form.word.value) || 0 });
+  }
   if (target === "match") request.text = form.text.value;
   if (target === "localization") request.audio = { encoded: await fileBase64(form.audio) };
   if (target === "judge") Object.assign(request, { head: form.head.value, className: form.className.value.trim() });
   const model = form.model.value.trim();
-  if (model && "model" in (schemaNamed(`synesthesia.v1.${EXPLAIN_TARGETS[target]}`).properties || {})) request.model = model;
+  const fields = schemaNamed(`synesthesia.v1.${EXPLAIN_TARGETS[target]}`).properties || {};
+  if (model && "model" in fields) request.model = model;
   return { [target]: request };
 }
 
@@ -375,7 +380,8 @@ function explainSummary(target, reply) {
   }
   if (target === "match") return `similarity ${(reply.similarity || 0).toFixed(3)}${model}`;
   if (target === "localization") return `audio-visual score ${(reply.score || 0).toFixed(3)}${model}`;
-  const predictions = (reply.predictions || []).map(p => `${p.head} ${p.className} (${(p.probability || 0).toFixed(2)})`);
+  const predictions = (reply.predictions || [])
+    .map(p => `${p.head} ${p.className} (${(p.probability || 0).toFixed(2)})`);
   return `${reply.head} class ${reply.className}; the judge says ${predictions.join(", ")}`;
 }
 
