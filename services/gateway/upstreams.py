@@ -31,6 +31,7 @@ from services.gateway.settings import GatewaySettings, UpstreamTargets
 from services.runtime import REQUEST_ID, ServiceError, Settings, metrics, tracing
 from synesthesia.channels import ChannelSecurity
 from synesthesia.services import UPSTREAMS, Service
+from synesthesia.status import field_violations
 
 SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -135,9 +136,11 @@ async def call(upstream: Upstream, method: str, request, context, default_timeou
                                                     else default_timeout_s, metadata=upstream.metadata())
     except grpc.aio.AioRpcError as err:
         metrics.UPSTREAM_ERRORS.labels(upstream.name, method, err.code().name).inc()
+        # The upstream's field violations go on to the caller: a client (the CLI, the playground) can
+        # point at the field it filled, whichever hop refused it.
         raise ServiceError(
             err.code(), f"upstream {upstream.name}.{method} at {upstream.target} failed: "
-                        f"{err.code().name}: {err.details()}"
+                        f"{err.code().name}: {err.details()}", field_violations(err)
         ) from None
     finally:
         metrics.UPSTREAM_SECONDS.labels(upstream.name, method).observe(time.perf_counter() - started)

@@ -24,6 +24,7 @@ from synesthesia.v1 import (
     gateway_pb2_grpc,
 )
 from tests.conftest import gateway_env
+from tests.runtime.helpers import field_violations
 from tests.servers import free_port, health_status
 
 pytestmark = pytest.mark.slow
@@ -139,6 +140,12 @@ def test_bad_input_names_the_field_and_gateway_keeps_serving(stub, gateway):
         stub.Translate(gateway_pb2.TranslateRequest(image=common_pb2.Image(data=png_bytes(
             render_scene(EVAL_SEEDS[0]).image)), model="nope"), timeout=30)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "generation" in err.value.details()
+    # A field an upstream refuses keeps its structured violation through the hop.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Describe(gateway_pb2.DescribeRequest(image=common_pb2.Image(data=png_bytes(
+            render_scene(EVAL_SEEDS[0]).image)), collection="no-such-collection"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "embedding" in err.value.details()
+    assert [f for f, _ in field_violations(err.value)] == ["collection"]
     assert health_status(gateway.target) == health_pb2.HealthCheckResponse.SERVING
 
 

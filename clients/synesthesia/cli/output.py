@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 import grpc
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from rich.console import Console
 from rich.markup import escape
+
+from synesthesia.status import field_violations
 
 console = Console()
 errors = Console(stderr=True)
@@ -43,21 +43,6 @@ class Output:
 
 def exit_code(code: grpc.StatusCode) -> int:
     return EXIT_CODES.get(code, 1)
-
-
-def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:
-    """(field, description) pairs of the google.rpc.BadRequest the server attached, if any."""
-    try:
-        status = rpc_status.from_call(err)
-    except ValueError:  # details that disagree with the status: ignore them
-        return []
-    out = []
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out += [(v.field, v.description) for v in bad.field_violations]
-    return out
 
 
 def flag_for(field: str, flags: Mapping[str, str]) -> str:
