@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,14 +17,66 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from synesthesia.channels import ChannelSecurity
+from synesthesia.services import SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
+# Ports a test picks and hands to a server that binds them later. They stay out of the
+# kernel's ephemeral range on purpose: a port from that range (what bind(0) hands out)
+# can be taken before the server binds it by any outgoing connection's local end, even
+# by a client polling that very port before its server listens, which the kernel may
+# turn into a TCP self-connection that then holds the port (seen in CI: "Address
+# already in use" on a stack port). Ports outside the range are never assigned
+# implicitly, so only another explicit bind can take them, and that is checked here.
+_PICKED_PORTS = range(20000, 32768)
+_random = random.SystemRandom()
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections and bind(0) (Linux's default where it cannot be read)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port free now and outside the ephemeral range (see _PICKED_PORTS)."""
+    ephemeral = ephemeral_ports()
+    pool = [p for p in _PICKED_PORTS if p not in ephemeral]
+    for port in _random.sample(pool, min(len(pool), 500)):
+        if port_is_free(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a kernel with no room outside its range
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_offset() -> int:
+    """A --port-offset / SYN_PORT_OFFSET that puts every port of a stack on a free port outside the ephemeral range.
+
+    With the default layout (gRPC 50050.., metrics 9100..) that is 10950..15455: gRPC above the
+    range, metrics below it.
+    """
+    defaults = [port for s in SERVICES.values() for port in (s.port, s.metrics_port, s.http_port) if port]
+    ephemeral = ephemeral_ports()
+    fitting = [offset for offset in range(1024 - min(defaults), 65536 - max(defaults))
+               if not any(port + offset in ephemeral for port in defaults)]
+    for offset in _random.sample(fitting, min(len(fitting), 200)):
+        if all(port_is_free(port + offset) for port in defaults):
+            return offset
+    raise RuntimeError(f"no stack port offset puts {defaults} on free ports outside {ephemeral}")
 
 
 def health_status(target: str, service: str = "", timeout_s: float = 2.0, security: ChannelSecurity | None = None):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo import write_inputs
+from tests.servers import free_port_offset
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def pages_with_examples() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory):
-    offset = 7000 + os.getpid() % 2000  # gRPC 57050.., HTTP 57080.., metrics 16100..: clear of a default stack
+    offset = free_port_offset()  # clear of a running `make up`, and of the ephemeral range
     env = {**os.environ, "SYN_PORT_OFFSET": str(offset), "SYN_RUN_DIR": str(tmp_path_factory.mktemp("docs-run")),
            "SYN_TARGET": f"127.0.0.1:{50050 + offset}"}
     write_inputs(ROOT / "out" / "demo" / "inputs")  # what `make demo` leaves, for a page run on its own

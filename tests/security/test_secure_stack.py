@@ -26,7 +26,7 @@ from synesthesia.client import Client
 from synesthesia.pictures import png_bytes
 from synesthesia.v1 import embedding_pb2, gateway_pb2, gateway_pb2_grpc
 from scripts.dev_pki import Pki, make_pki
-from tests.servers import REPO_ROOT, free_port
+from tests.servers import REPO_ROOT, free_port_offset
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret-token"
@@ -94,7 +94,7 @@ def secure_stack(tmp_path_factory):
     otlp_port = receiver.add_insecure_port("127.0.0.1:0")
     receiver.start()
     run_dir = tmp_path_factory.mktemp("secure-stack")
-    offset = 1000 + os.getpid() % 1500  # gRPC 51050.., metrics 10100..: clear of `make up` and test_local_stack
+    offset = free_port_offset()  # clear of a running `make up`, and of the ephemeral range
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYN_", "OTEL_"))} | {
         # Every server: TLS, client certificates from the test CA, a bearer token.
         "SYN_TLS_CERT_FILE": str(pki.server_cert), "SYN_TLS_KEY_FILE": str(pki.server_key),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from synesthesia.services import UPSTREAM_NAMES
+from tests.servers import free_port_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def test_up_demo_down(tmp_path):
                if not (ROOT / "services" / n / "servicer.py").exists()]
     if missing:
         pytest.skip(f"services not in this checkout yet: {missing}")
-    offset = 3000 + os.getpid() % 4000  # gRPC ports 53050.., metrics 12100..: clear of a running `make up`
+    offset = free_port_offset()  # clear of a running `make up`, and of the ephemeral range
     common = ["--run-dir", str(tmp_path / "run"), "--port-offset", str(offset)]
     try:
         up = stack("up", *common)
