@@ -10,7 +10,7 @@ from models.captioning.checkpoint import load_captioner
 from models.captioning.decoding import beam_search
 from models.images import images_to_batch
 from models.repository import BUILTIN, ModelDetails, ModelEntry
-from models.shapesworld.world_check import warning_for
+from models.shapesworld.world_check import warning_for, warnings_for
 from models.training import LoadedModel
 
 
@@ -31,6 +31,9 @@ class BuiltinCaptioner:
 
     def input_warnings(self, image: Image.Image) -> list[str]:
         return warning_for(self.name, image)
+
+    def input_warnings_each(self, images: list[Image.Image]) -> list[list[str]]:
+        return warnings_for(self.name, images)
 
     def accelerate(self, acceleration) -> None:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py): layout, compiled encoder,

@@ -10,7 +10,7 @@ from models.embedding.checkpoint import load_embedder
 from models.embedding.tokenizer import words_of
 from models.images import images_to_batch
 from models.repository import BUILTIN, ModelDetails, ModelEntry
-from models.shapesworld.world_check import warning_for
+from models.shapesworld.world_check import warning_for, warnings_for
 
 
 class BuiltinEmbedder:
@@ -32,6 +32,9 @@ class BuiltinEmbedder:
 
     def input_warnings(self, image: Image.Image) -> list[str]:
         return warning_for(self.name, image)
+
+    def input_warnings_each(self, images: list[Image.Image]) -> list[list[str]]:
+        return warnings_for(self.name, images)
 
     def accelerate(self, acceleration) -> None:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py)."""

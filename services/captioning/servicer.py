@@ -92,24 +92,37 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     # --- device work (the model's batcher thread) -------------------------------------------
 
-    def _prepare(self, served: ServedModel, job: CaptionJob) -> None:
-        image = image_from_message(job.image, "image", self.settings, FIT_FOR_MODELS_PX)
-        job.width, job.height = source_size(image)  # heatmaps at the size sent, not the shrunk one
-        job.warnings = served.input_warnings(image)
-        job.pixels = served.model.prepare(image)
+    def _prepare(self, served: ServedModel, jobs: list[CaptionJob]) -> list[Exception | None]:
+        """Decode each job's image, note what the model has to say about it and make it model input; a
+        bad image fails its own job only (its exception, in job order). The notes are decided for all
+        the images together (the built-ins' out-of-world check is cheaper per picture over a batch)."""
+        failures: list[Exception | None] = [None] * len(jobs)
+        decoded = []
+        for i, job in enumerate(jobs):
+            try:
+                image = image_from_message(job.image, "image", self.settings, FIT_FOR_MODELS_PX)
+                job.width, job.height = source_size(image)  # heatmaps at the size sent, not the shrunk one
+                decoded.append((i, image))
+            except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                failures[i] = exc
+        notes = served.input_warnings_each([image for _, image in decoded])
+        for (i, image), note in zip(decoded, notes):
+            try:
+                if isinstance(note, Exception):
+                    raise note
+                jobs[i].warnings = note
+                jobs[i].pixels = served.model.prepare(image)
+            except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                failures[i] = exc
+        return failures
 
     def _caption_batch(self, served: ServedModel, jobs: list[CaptionJob]) -> list[DecodedCaption | Exception]:
+        # Small images are decoded here, in the model thread: no hop to a decoding thread and back per call.
+        raw = [i for i, job in enumerate(jobs) if job.pixels is None]
         results: list[DecodedCaption | Exception] = [None] * len(jobs)  # type: ignore[list-item]
-        ready = []
-        for i, job in enumerate(jobs):
-            # Small images are decoded here, in the model thread: no hop to a decoding thread and back
-            # per call; a bad image fails its own call only.
-            try:
-                if job.pixels is None:
-                    self._prepare(served, job)
-                ready.append(i)
-            except Exception as exc:  # noqa: BLE001 - delivered to this caller
-                results[i] = exc
+        for i, failure in zip(raw, self._prepare(served, [jobs[i] for i in raw])):
+            results[i] = failure
+        ready = [i for i in range(len(jobs)) if results[i] is None]
         if not ready:
             return results
 
@@ -145,7 +158,9 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         job = CaptionJob(None, beam, length, image=request.image)
         if not decodes_inline([request.image]):
             # A big file would hold up its whole batch while it decodes: decode it in a thread first.
-            await in_thread("decoding the image", self._prepare, served, job)
+            (failure,) = await in_thread("decoding the image", self._prepare, served, [job])
+            if failure is not None:
+                raise failure
         return served, job
 
     # --- responses --------------------------------------------------------------------------

@@ -180,12 +180,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         """One forward pass per modality over the batch's jobs (in chunks of FORWARD_CHUNK items)."""
         model = served.model
         results: list[np.ndarray | Exception] = [None] * len(jobs)  # type: ignore[list-item]
-        for i, job in enumerate(jobs):
-            if job.raw is not None and job.images is None:
-                try:  # decoding here saves the call a hop to a decoding thread; a bad image fails its call only
-                    job.images = self._prepare(served, job.raw, job.warnings)
-                except Exception as exc:  # noqa: BLE001 - delivered to this caller
-                    results[i] = exc
+        # Small images are decoded here: that saves each call a hop to a decoding thread and back.
+        raw = [i for i, job in enumerate(jobs) if job.raw is not None and job.images is None]
+        for i, failure in zip(raw, self._prepare(served, [jobs[i] for i in raw])):
+            results[i] = failure
         for modality, embed in (("text", model.embed_texts), ("image", getattr(model, "embed_images", None)),
                                 ("audio", getattr(model, "embed_audio", None))):
             indices = [i for i, job in enumerate(jobs) if job.modality == modality and results[i] is None]
@@ -257,17 +255,34 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         if not 1 <= count <= MAX_INPUTS:
             raise invalid_argument(field_name, f"{count} {what}; send 1 to {MAX_INPUTS}")
 
-    def _prepare(self, served: ServedModel, datas: list[tuple[common_pb2.Image, str]],
-                 warnings: list[str] | None = None) -> list:
-        """Decode and prepare images (field name per image, for errors); the model's notes on each image
-        go to `warnings`, prefixed with its field when there are several."""
-        out = []
-        for data, name in datas:
-            image = image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX)
-            if warnings is not None:
-                warnings.extend(f"{name}: {w}" if len(datas) > 1 else w for w in served.input_warnings(image))
-            out.append(served.model.prepare(image))
-        return out
+    def _prepare(self, served: ServedModel, jobs: list[EmbedJob]) -> list[Exception | None]:
+        """Decode each job's images (`raw`, with field names for errors) into `images`, the model's notes
+        on them into the job's `warnings` (prefixed with the field when a job has several; only for jobs
+        that want them), decided for all the jobs' images together (the built-ins' out-of-world check
+        is cheaper per picture over a batch). A bad image fails its own job only (its exception, in job
+        order)."""
+        failures: list[Exception | None] = [None] * len(jobs)
+        decoded = []
+        for i, job in enumerate(jobs):
+            try:
+                decoded.append((i, [image_from_message(data, name, self.settings, FIT_FOR_MODELS_PX)
+                                    for data, name in job.raw]))
+            except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                failures[i] = exc
+        notes = iter(served.input_warnings_each(
+            [image for i, images in decoded if jobs[i].warnings is not None for image in images]))
+        for i, images in decoded:
+            job = jobs[i]
+            found = [next(notes) for _ in images] if job.warnings is not None else []
+            try:
+                for (_, name), note in zip(job.raw, found):
+                    if isinstance(note, Exception):
+                        raise note
+                    job.warnings.extend(f"{name}: {w}" if len(job.raw) > 1 else w for w in note)
+                job.images = [served.model.prepare(image) for image in images]
+            except Exception as exc:  # noqa: BLE001 - delivered to this caller
+                failures[i] = exc
+        return failures
 
     @staticmethod
     async def _embed_texts(served: ServedModel, texts: list[str]) -> np.ndarray:
@@ -275,11 +290,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
 
     async def _embed_images(self, served: ServedModel, datas: list[tuple[common_pb2.Image, str]],
                             warnings: list[str] | None = None) -> np.ndarray:
-        if decodes_inline([image for image, _ in datas]):
-            return await served.submit(EmbedJob(raw=datas, warnings=warnings))
-        # Big files would hold up their whole batch while they decode: decode them in a thread first.
-        images = await in_thread("decoding the images", self._prepare, served, datas, warnings)
-        return await served.submit(EmbedJob(images=images))
+        job = EmbedJob(raw=datas, warnings=warnings)
+        if not decodes_inline([image for image, _ in datas]):
+            # Big files would hold up their whole batch while they decode: decode them in a thread first.
+            (failure,) = await in_thread("decoding the images", self._prepare, served, [job])
+            if failure is not None:
+                raise failure
+        return await served.submit(job)
 
     async def _store(self, method, *args, mismatch_field: str = ""):
         """A store call in a worker thread, its StoreErrors turned into the matching gRPC status."""

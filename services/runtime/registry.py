@@ -67,6 +67,28 @@ class ServedModel:
         which an operator whose inputs are known to fit may rather not pay."""
         return self.model.input_warnings(image) if self.warns else []
 
+    def input_warnings_each(self, images: Sequence) -> list[list[str] | Exception]:
+        """input_warnings of each of a batch's images. A model may decide them together through an optional
+        `input_warnings_each(images)` (the built-ins' check costs about a third less per picture over a
+        batch of 16); an image that makes it fail is found one by one and gets its exception, so it
+        fails its own call only."""
+        if not self.warns:
+            return [[] for _ in images]
+        each = getattr(self.model, "input_warnings_each", None)
+        if each is not None:
+            try:
+                return list(each(images))
+            except Exception:  # noqa: BLE001 - retried picture by picture below
+                log.debug("%s: checking a batch's pictures together failed; checking them one by one", self.name,
+                          exc_info=True)
+        out: list[list[str] | Exception] = []
+        for image in images:
+            try:
+                out.append(self.model.input_warnings(image))
+            except Exception as exc:  # noqa: BLE001 - delivered to the call that sent the image
+                out.append(exc)
+        return out
+
     @property
     def details(self):
         return self.model.details

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from models.shapesworld.world_check import (
-    _distance_to_blends, _segments, outside_reason, sketch_outside_reason, warning_for,
+    _distance_to_blends, _segments, outside_reason, outside_reasons, sketch_outside_reason, warning_for,
+    warnings_for,
 )
 from tests.captioning.test_other_renderer import draw_scene
 
@@ -110,3 +112,42 @@ def test_palette_fit_agrees_with_the_distances():
         expected = _distance_to_blends(points, background) <= PALETTE_TOLERANCE
         assert 0 < expected.sum() < len(points)
         np.testing.assert_array_equal(_fits_palette(points, background), expected)
+
+
+def _drawn(background, squares, size: int = 64) -> np.ndarray:
+    """A flat canvas with filled squares: ((x, y, side), colour) each."""
+    canvas = np.full((size, size, 3), background, np.uint8)
+    for (x, y, side), colour in squares:
+        canvas[y:y + side, x:x + side] = colour
+    return canvas
+
+
+def test_a_batch_decides_each_picture_as_it_would_alone():
+    """The model thread checks a batch's pictures together (outside_reasons): each picture gets the reason
+    it gets alone, whatever its batch mates are (nothing leaks between pictures: backgrounds, object
+    labels, colour points), and the batch reaches every stage of the check."""
+    day, night = (215, 205, 225), (25, 30, 20)
+    pictures = [render_scene(seed, domain=domain).image for seed in EVAL_SEEDS[:12] for domain in ("day", "night")]
+    pictures += [photo for _, photo in photographs()[::7]]
+    pictures += [
+        _drawn((128, 128, 128), [((20, 20, 12), (215, 40, 40))]),                     # neither day nor night
+        _drawn(day, [((3, 3, 58), (45, 85, 215))]),                                   # mostly object
+        _drawn(day, []),                                                              # no object
+        _drawn(day, [((5, 5, 8), (215, 40, 40)), ((30, 30, 8), (40, 170, 60)), ((50, 10, 8), (45, 85, 215))]),
+        _drawn(night, [((20, 20, 16), (120, 250, 250))]),                             # a colour of no body
+        _drawn(night, [((20, 20, 16), (145, 60, 195))]),                              # a night scene
+        render_scene(EVAL_SEEDS[20], size=128).image, Image.fromarray(render_scene(EVAL_SEEDS[21]).image),
+    ]
+    rng = np.random.default_rng(2)
+    order = rng.permutation(len(pictures))
+    for domain in (None, "day"):
+        alone = [outside_reason(picture, domain) for picture in pictures]
+        together = outside_reasons([pictures[i] for i in order], domain)
+        assert [together[list(order).index(i)] for i in range(len(pictures))] == alone
+        assert outside_reasons(pictures[:0], domain) == []
+    stages = ("edges", "neither", "not background", "no object", "separate things", "have ShapesWorld's colours")
+    reasons = outside_reasons(pictures, "day")
+    for stage in (*stages, "night scene"):
+        assert any(stage in reason for reason in reasons), stage
+    assert sum(not reason for reason in outside_reasons(pictures)) >= 24 + 2
+    assert warnings_for("captioning", pictures) == [warning_for("captioning", picture) for picture in pictures]
