@@ -136,30 +136,41 @@ class Stack:
         return check(target, security=ChannelSecurity.from_env())
 
     def up(self, timeout_s: float = 600.0, log=print) -> None:
-        for service in self.services:
-            for volume in service.env.values():
-                if str(self.run_dir / "volumes") in volume:
-                    Path(volume).mkdir(parents=True, exist_ok=True)
-            if self.pid(service.name):
-                log(f"{service.name}: already running (pid {self.pid(service.name)})")
-                continue
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", **service.env}
-            with open(self.run_dir / "logs" / f"{service.name}.log", "ab") as out:
-                process = subprocess.Popen(service.argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
-            self._pid_file(service.name).write_text(str(process.pid))
-            log(f"{service.name}: started pid {process.pid} on {self.target(service.name)}")
+        """Start the model services, wait until they serve, then start the gateway (compose.yaml's
+        depends_on: service_healthy). Started together, the gateway's reconnects to upstreams still
+        loading could take an upstream's port before it binds (see synesthesia.healthcheck.listening)."""
         deadline = time.monotonic() + timeout_s
-        for service in self.services:  # dependencies first, the gateway last
-            while not self._check(self.target(service.name)):
-                if not self.pid(service.name):
-                    tail = (self.run_dir / "logs" / f"{service.name}.log").read_text(errors="replace")[-3000:]
-                    raise SystemExit(f"{service.name} exited during start-up; log tail:\n{tail}")
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{service.name} not healthy after {timeout_s:.0f}s; see "
-                                     f"{self.run_dir / 'logs' / (service.name + '.log')}")
-                time.sleep(0.5)
-            log(f"{service.name}: SERVING on {self.target(service.name)}")
+        upstreams = [s for s in self.services if s.name != GATEWAY]
+        for stage in (upstreams, [s for s in self.services if s.name == GATEWAY]):
+            for service in stage:
+                self._start(service, log)
+            for service in stage:
+                self._wait(service, deadline, timeout_s, log)
+
+    def _start(self, service: LocalService, log) -> None:
+        for volume in service.env.values():
+            if str(self.run_dir / "volumes") in volume:
+                Path(volume).mkdir(parents=True, exist_ok=True)
+        if self.pid(service.name):
+            log(f"{service.name}: already running (pid {self.pid(service.name)})")
+            return
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **service.env}
+        with open(self.run_dir / "logs" / f"{service.name}.log", "ab") as out:
+            process = subprocess.Popen(service.argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        self._pid_file(service.name).write_text(str(process.pid))
+        log(f"{service.name}: started pid {process.pid} on {self.target(service.name)}")
+
+    def _wait(self, service: LocalService, deadline: float, timeout_s: float, log) -> None:
+        while not self._check(self.target(service.name)):
+            if not self.pid(service.name):
+                tail = (self.run_dir / "logs" / f"{service.name}.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"{service.name} exited during start-up; log tail:\n{tail}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{service.name} not healthy after {timeout_s:.0f}s; see "
+                                 f"{self.run_dir / 'logs' / (service.name + '.log')}")
+            time.sleep(0.5)
+        log(f"{service.name}: SERVING on {self.target(service.name)}")
 
     def down(self, grace_s: float = 20.0, log=print) -> None:
         for service in reversed(self.services):

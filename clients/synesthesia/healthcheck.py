@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 import grpc
@@ -23,12 +24,44 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from synesthesia.channels import ChannelSecurity
 
 
+def _host_port(target: str) -> tuple[str, int] | None:
+    """(host, port) of a plain "host:port" or "[v6]:port" target; None for a name scheme (dns:///, unix:)."""
+    if "://" in target or target.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return None
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def listening(target: str, timeout_s: float = 3.0) -> bool | None:
+    """Whether anything accepts TCP connections at a "host:port" target (None: not such a target).
+
+    A probe that reaches a port before its service binds it can be handed that very port as its own
+    local end, when the port lies in the kernel's ephemeral range (50050-50054 do on Linux): a TCP
+    self-connection, which then holds the port, so the service fails to bind it ("Address already
+    in use") for as long as the probe waits. A gRPC channel would wait out its whole deadline; this
+    plain connection notices and lets go at once, and a gRPC call follows only once something listens
+    (a bound port is never handed out as a local end).
+    """
+    address = _host_port(target)
+    if address is None:
+        return None
+    try:
+        with socket.create_connection(address, timeout=timeout_s) as sock:
+            return sock.getsockname()[:2] != sock.getpeername()[:2]
+    except OSError:
+        return False
+
+
 def status(target: str, service: str = "", timeout_s: float = 3.0,
            security: ChannelSecurity | None = None) -> str:
     """SERVING, NOT_SERVING, or UNREACHABLE (code: why) for one address.
 
     Over TLS / mutual TLS per `security` (default: plaintext).
     """
+    if listening(target, timeout_s) is False:
+        return "UNREACHABLE (UNAVAILABLE: nothing listens there)"
     security = security or ChannelSecurity()
     with security.channel(target) as channel:
         try:

@@ -37,6 +37,11 @@ def test_up_demo_down(tmp_path):
     try:
         up = stack("up", *common)
         assert up.returncode == 0, up.stdout + up.stderr
+        # compose.yaml's order: the gateway starts once every upstream serves.
+        lines = up.stdout.splitlines()
+        started = next(i for i, line in enumerate(lines) if line.startswith("gateway: started"))
+        assert all(any(line == f"{name}: SERVING" or line.startswith(f"{name}: SERVING ") for line in lines[:started])
+                   for name in UPSTREAM_NAMES), up.stdout
         status = json.loads(stack("status", *common).stdout)
         assert set(status.values()) == {"SERVING"}, status
         demo = stack("demo", *common, "--out", str(tmp_path / "demo"))
