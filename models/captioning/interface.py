@@ -33,6 +33,8 @@ class Captioner(Protocol):
     def prepare(self, image: Image.Image) -> torch.Tensor: ...
 
     # Plain-language notes on an input the model cannot speak about (the built-ins: not ShapesWorld).
+    # Optional: `input_warnings_each(images) -> list[list[str]]`, the same for a batch's images at once
+    # where that is cheaper (the built-ins'); ServedModel.input_warnings_each falls back to this one.
     def input_warnings(self, image: Image.Image) -> list[str]: ...
 
     def caption(self, pixels: torch.Tensor, beam_sizes: list[int], max_lengths: list[int],
