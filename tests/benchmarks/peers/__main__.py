@@ -542,8 +542,11 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                     same = f" ({same_work.results[model][concurrency].throughput(1) / fastest:.2f} with input warnings off)"
                 else:
                     same = ""
+                # The hop at concurrency 1 only (the target's): with callers queueing, a p50 difference
+                # between two segments measures the queue, not the hop.
                 hop = (f", gateway hop {gateway.results[model][concurrency].percentile(0.5) - mine.percentile(0.5):+.1f} "
-                       "ms p50" if gateway and gateway.results.get(model, {}).get(concurrency) else "")
+                       "ms p50" if concurrency == 1 and gateway and gateway.results.get(model, {}).get(concurrency)
+                       else "")
                 checks.append(f"concurrency {concurrency}: Synesthesia / fastest peer "
                               f"{min(ratios) if ratios else float('nan'):.2f}{same}, service / in-process "
                               f"{mine.throughput(1) / best:.2f}{hop}")
