@@ -85,8 +85,9 @@ def later_step_warnings(outcomes: dict[str, object]) -> list[str]:
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.upstreams: dict[str, Upstream] = connect(settings)
-        self.health_interval_s = GatewaySettings.from_env().health_interval_s
+        own = GatewaySettings.from_env()
+        self.upstreams: dict[str, Upstream] = connect(settings, own)
+        self.health_interval_s = own.health_interval_s
         self.upstream_status: dict[str, bool] = {name: False for name in self.upstreams}
         self.pipeline_limits = pipeline.PipelineLimits.from_env()
 

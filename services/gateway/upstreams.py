@@ -99,16 +99,15 @@ class Upstream:
         return status == health_pb2.HealthCheckResponse.SERVING
 
 
-def upstream_security(settings: Settings) -> ChannelSecurity:
+def upstream_security(settings: Settings, own: GatewaySettings) -> ChannelSecurity:
     """SYN_CLIENT_* for the transport; the gateway's own token (see the module doc) for every call."""
-    token = GatewaySettings.from_env().upstream_token or settings.auth_token
-    return ChannelSecurity.from_env().with_token(token)
+    return ChannelSecurity.from_env().with_token(own.upstream_token or settings.auth_token)
 
 
-def connect(settings: Settings) -> dict[str, Upstream]:
-    security = upstream_security(settings)
+def connect(settings: Settings, own: GatewaySettings) -> dict[str, Upstream]:
+    security = upstream_security(settings, own)
     targets = UpstreamTargets.from_env()
-    backoff_ms = GatewaySettings.from_env().max_reconnect_backoff_ms
+    backoff_ms = own.max_reconnect_backoff_ms
     upstreams = {}
     for service in UPSTREAMS:
         target = targets.target(service.name)
