@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from models.audio.localize import Localization, load_localizer, localize
+from models.explain.targets import SoundTarget
+from models.images import images_to_batch
 from models.repository import BUILTIN, ModelDetails, ModelEntry
 from models.shapesworld.world_check import warning_for
 
@@ -23,6 +25,14 @@ class BuiltinLocalizer:
 
     def input_warnings(self, image: np.ndarray) -> list[str]:
         return warning_for(self.name, image)
+
+    def explain_pixels(self, image: np.ndarray) -> torch.Tensor:
+        """The picture as ExplainLocalization's methods take it: [1, 3, size, size] in [0, 1]."""
+        return images_to_batch([image], self.model.config.image_size).to(self.device)
+
+    def explain_target(self, samples: np.ndarray) -> SoundTarget:
+        """The score ExplainLocalization explains for a clip (mono, at `sample_rate`)."""
+        return SoundTarget.of(self.model, torch.from_numpy(np.asarray(samples, np.float32)).to(self.device))
 
     def localize(self, images: list[np.ndarray], clips: list[np.ndarray]) -> list[Localization]:
         return localize(self.model, images, clips, self.device)

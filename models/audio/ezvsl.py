@@ -29,6 +29,8 @@ activation of each cell of that network's 7 x 7 map, upsampled and min-max norma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
@@ -36,6 +38,7 @@ from scipy import signal
 from torch import nn
 
 from models.audio.localize import Localization, summarise
+from models.explain.targets import Target
 from models.hf import LoadError
 from models.repository import PYTORCH_CHECKPOINT, ModelDetails, ModelEntry, RepositoryError
 from models.state_dicts import load_exactly, numpy_float64_globals, read_pth, require, state_dict_at
@@ -81,14 +84,23 @@ class EZVSLNetwork(nn.Module):
         return nn.functional.normalize(self.aud_proj(self.audnet(spectrograms)), dim=1)
 
 
-def image_input(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, 224, 224]: PIL bicubic resize (torchvision's Resize on a PIL
-    image), then ToTensor and the ImageNet Normalize."""
+def resized_pixels(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 [3, 224, 224] in [0, 1]: PIL bicubic resize (torchvision's Resize on
+    a PIL image), then ToTensor."""
     resized = Image.fromarray(image).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def imagenet_normalised(pixels: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] in [0, 1] -> the ImageNet Normalize."""
+    mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=pixels.device).view(3, 1, 1)
     return (pixels - mean) / std
+
+
+def image_input(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 [3, 224, 224]: the reference's test-time image transform."""
+    return imagenet_normalised(resized_pixels(image))
 
 
 def clip_window(samples: np.ndarray, sample_rate: int, seconds: float = CLIP_SECONDS) -> np.ndarray:
@@ -136,6 +148,20 @@ def heatmap(cosine: torch.Tensor, height: int, width: int, saliency: torch.Tenso
     if saliency is not None:
         heat = min_max(alpha * heat + (1 - alpha) * min_max(upsampled(saliency, height, width)))
     return heat.cpu().numpy(), float(up.max())
+
+
+@dataclass
+class EZVSLSoundTarget(Target):
+    """ExplainLocalization's score for EZ-VSL: the peak cosine between the clip's vector and the cells of
+    the image map, which is Localize's `peak_score` (the align_corners upsampling's maximum is a cell's).
+    Images [N, 3, 224, 224] in [0, 1], ImageNet-normalised here, so that input gradients and occlusion
+    act on pixels; Grad-CAM reads the image ResNet's last block (`imgnet.layer4`, 7 x 7)."""
+
+    audio_embedding: torch.Tensor | None = None  # [D], unit length
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        cells = self.model.embed_images(imagenet_normalised(images))
+        return torch.einsum("bdhw,d->bhw", cells, self.audio_embedding).flatten(1).amax(1)
 
 
 def object_saliency_network(entry: ModelEntry) -> nn.Module:
@@ -200,6 +226,17 @@ class EZVSLLocalizer:
 
     def input_warnings(self, image: np.ndarray) -> list[str]:
         return []
+
+    def explain_pixels(self, image: np.ndarray) -> torch.Tensor:
+        """The picture as ExplainLocalization's methods take it: [1, 3, 224, 224] in [0, 1]."""
+        return resized_pixels(image)[None].to(self.device)
+
+    def explain_target(self, samples: np.ndarray) -> EZVSLSoundTarget:
+        """The score ExplainLocalization explains for a clip (mono, at `sample_rate`)."""
+        spectrogram = spectrogram_input(samples, self.sample_rate, self.clip_seconds)[None].to(self.device)
+        with torch.no_grad():
+            audio = self.network.embed_audio(spectrogram)[0]
+        return EZVSLSoundTarget(self.network, self.network.imgnet.layer4, "sound", audio.detach().clone())
 
     def localize(self, images: list[np.ndarray], clips: list[np.ndarray]) -> list[Localization]:
         if len(images) != len(clips):

@@ -4,6 +4,11 @@
     model.min_samples                 # shorter clips are refused
     model.localize(images, clips)     # uint8 [H, W, 3] images of any size, mono float32 clips
                                       # -> one models.audio.localize.Localization each
+
+Optional, for ExplainLocalization (services/audio/explain.py; a model without them is refused
+with FAILED_PRECONDITION): `explain_pixels(image)` -> the picture as the methods take it, float
+[1, 3, H, W] in [0, 1] at the network's input size, and `explain_target(samples)` -> a
+models.explain.targets.Target scoring such pixels for that clip (mono float32 at sample_rate).
 """
 
 from __future__ import annotations

@@ -351,3 +351,45 @@ def test_syn_models_and_syn_listen_show_it(gateway, best, tmp_path):
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert reply["model"] == "ezvsl" and (tmp_path / "out" / "scene_listen.png").exists()
+
+
+def test_explain_localization_opens_ezvsl(stub, best):
+    """ExplainLocalization on EZ-VSL: the score explained is Localize's peak_score for the same pair; every
+    method of the RPC gives a finite, non-flat map over the network's 224 px input, named with the
+    picture's own size and overlaid on it; the input gradient is the score's own (autograd through the
+    loaded network, in process)."""
+    from PIL import Image
+    from synesthesia.v1 import explain_pb2 as E
+
+    from models.explain.methods import explain
+
+    image, clip = pairs(2, seed=7)[1]  # 100 x 333, a clip shorter than the 3 s window
+    methods = [E.EXPLAIN_METHOD_GRAD_CAM, E.EXPLAIN_METHOD_GUIDED_GRAD_CAM, E.EXPLAIN_METHOD_GUIDED_BACKPROP,
+               E.EXPLAIN_METHOD_GRADIENT, E.EXPLAIN_METHOD_GRADIENT_SQUARED, E.EXPLAIN_METHOD_OCCLUSION]
+    located = localize_request(image, clip)
+    answer = stub.ExplainLocalization(E.ExplainLocalizationRequest(
+        image=located.image, audio=located.audio, methods=methods, model="ezvsl"), timeout=300)
+    assert answer.model == "ezvsl"
+    assert answer.score == pytest.approx(stub.Localize(located, timeout=120).peak_score, abs=1e-4)
+    assert [e.method for e in answer.explanations] == methods
+    maps = {}
+    for e in answer.explanations:
+        heat = maps[e.method] = from_tensor(e.heatmap.values)
+        assert heat.shape == (ezvsl.IMAGE_SIZE, ezvsl.IMAGE_SIZE) and np.isfinite(heat).all(), e.method
+        assert (e.heatmap.image_height_px, e.heatmap.image_width_px) == image.shape[:2]
+        assert Image.open(io.BytesIO(e.overlay_png)).size == (image.shape[1], image.shape[0])
+    # A random network's Grad-CAM may be all negative, hence all zero after its ReLU: the input-side
+    # methods must still see the picture.
+    for method in methods[2:]:
+        assert maps[method].max() > maps[method].min(), method
+
+    loaded = ezvsl.EZVSLLocalizer(entry(best), "cpu")
+    pixels, target = loaded.explain_pixels(image), loaded.explain_target(clip)
+    for method in ("grad_cam", "guided_grad_cam"):  # served == evaluated, on the image ResNet's last block
+        np.testing.assert_allclose(maps[getattr(E, f"EXPLAIN_METHOD_{method.upper()}")],
+                                   explain(method, target, pixels)[0].numpy(), atol=1e-5)
+    pixels.requires_grad_(True)
+    target(pixels).sum().backward()
+    gradient = pixels.grad.abs().amax(1)[0].numpy()
+    correlation = np.corrcoef(gradient.ravel(), maps[E.EXPLAIN_METHOD_GRADIENT].ravel())[0, 1]
+    assert correlation > 0.99, correlation
