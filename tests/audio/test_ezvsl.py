@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -351,6 +352,11 @@ def test_syn_models_and_syn_listen_show_it(gateway, best, tmp_path):
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert reply["model"] == "ezvsl" and (tmp_path / "out" / "scene_listen.png").exists()
+    result = syn("--json", "--out", str(tmp_path / "out"), "explain", "sound", str(tmp_path / "scene.png"),
+                 str(tmp_path / "sound.wav"), "--model", "ezvsl", "--method", "gradient", env=env)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["title"].endswith("(ezvsl)") and [Path(p).name for p in reply["pictures"]] == ["scene_sound_gradient.png"]
 
 
 def test_explain_localization_opens_ezvsl(stub, best):

@@ -175,12 +175,14 @@ def match(image: Path = IMAGE, text: str = typer.Argument(...), method: list[str
 @rpc
 def sound(image: Path = IMAGE, audio: Path = typer.Argument(..., exists=True, dir_okay=False),
           method: list[str] = typer.Option(None, help=METHOD_HELP),
-          window: int = typer.Option(0, help="occlusion window, px"), stride: int = typer.Option(0, help="occlusion stride, px")) -> None:
+          window: int = typer.Option(0, help="occlusion window, px"), stride: int = typer.Option(0, help="occlusion stride, px"),
+          model: str = typer.Option("", help="sound localisation model")) -> None:
     """Which pixels make the image sound like the clip."""
     reply = _call(localization=E.ExplainLocalizationRequest(
-        image=image_message(image), audio=audio_message(audio), options=_options(window, stride),
+        image=image_message(image), audio=audio_message(audio), options=_options(window, stride), model=model,
         methods=_methods(method, ["grad_cam", "occlusion"]))).localization
-    _write_explanations(f"{image.stem}_sound", image, reply.explanations, f"audio-visual score {reply.score:.3f}")
+    _write_explanations(f"{image.stem}_sound", image, reply.explanations,
+                        f"audio-visual score {reply.score:.3f} ({reply.model})")
 
 
 @explain_app.command()
