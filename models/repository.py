@@ -102,6 +102,9 @@ class ModelDetails:
     # Where the weights came from, for ListModels: BUILTIN, TRANSFORMERS or PYTORCH_CHECKPOINT;
     # empty: BUILTIN for the builtin family, TRANSFORMERS otherwise.
     backend: str = ""
+    # What a caller should know that the fields above do not say (ListModels' `notes`), e.g. why a
+    # captioner's words carry no attention map.
+    notes: str = ""
 
 
 def check_entry(entry: ModelEntry) -> ModelEntry:

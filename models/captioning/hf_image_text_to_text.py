@@ -103,7 +103,8 @@ class ImageTextToTextCaptioner:
         self.details = ModelDetails(
             "image-text-to-text", str(self.directory), parameter_count=parameter_count(self.model),
             fingerprint=weights_fingerprint(self.directory),
-            architecture=f"image-text-to-text ({self.model_type}: {type(self.model).__name__})")
+            architecture=f"image-text-to-text ({self.model_type}: {type(self.model).__name__})",
+            notes=f"no per-word attention maps: {self.attention_note}" if self.attention_note else "")
         if self.attention_note:
             LOG.info("model %r: no per-word attention maps: %s", entry.name, self.attention_note)
 

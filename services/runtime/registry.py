@@ -281,7 +281,7 @@ class ModelRegistry:
                 name=served.name, task=served.task, backend=backends[backend],
                 weights_sha256=details.sha256, device=describe_device(self.device), is_default=served.is_default,
                 parameter_count=int(details.parameter_count or 0), family=details.family, source=details.source,
-                architecture=details.architecture)
+                architecture=details.architecture, notes=details.notes)
             info.metrics.update(numeric_metrics(details.metrics or {}))
             out.append(info)
         return out

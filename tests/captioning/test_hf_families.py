@@ -107,6 +107,8 @@ def test_list_models_shows_every_family_its_source_and_the_default(stub, reposit
         assert info.family == family and info.task == "captioning", info
         assert word in info.architecture and info.source == str(repository / "weights" / name)
         assert info.parameter_count > 10_000
+        # A model whose words carry no maps says why; the others have nothing to add.
+        assert ("Q-Former" in info.notes) if name in NO_MAPS else not info.notes, info.notes
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

@@ -540,7 +540,7 @@ def models() -> None:
              "backend": common_pb2.ModelBackend.Name(m.backend).removeprefix("MODEL_BACKEND_").lower(),
              "family": m.family, "architecture": m.architecture, "source": m.source,
              "device": m.device, "default": m.is_default, "parameters": m.parameter_count,
-             "weights_sha256": m.weights_sha256} for service, infos in listed.items() for m in infos]
+             "weights_sha256": m.weights_sha256, "notes": m.notes} for service, infos in listed.items() for m in infos]
     if state.as_json:
         return emit_json(rows)
     cells = [[r["service"], r["name"], r["task"], r["backend"], r["family"], r["device"], "yes" if r["default"] else "",
@@ -550,6 +550,9 @@ def models() -> None:
     for row in cells:
         table.add_row(*row)
     print_uncut(table)
+    for r in rows:
+        if r["notes"]:
+            console.print(f"{r['service']}/{r['name']}: {r['notes']}", highlight=False)
 
 
 @app.command()

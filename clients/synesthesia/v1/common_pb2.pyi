@@ -85,7 +85,7 @@ class Heatmap(_message.Message):
     def __init__(self, values: _Optional[_Union[Tensor, _Mapping]] = ..., image_width_px: _Optional[int] = ..., image_height_px: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "backend", "weights_sha256", "device", "is_default", "metrics", "parameter_count", "family", "source", "architecture")
+    __slots__ = ("name", "task", "backend", "weights_sha256", "device", "is_default", "metrics", "parameter_count", "family", "source", "architecture", "notes")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class ModelInfo(_message.Message):
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     backend: ModelBackend
@@ -115,4 +116,5 @@ class ModelInfo(_message.Message):
     family: str
     source: str
     architecture: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., backend: _Optional[_Union[ModelBackend, str]] = ..., weights_sha256: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., parameter_count: _Optional[int] = ..., family: _Optional[str] = ..., source: _Optional[str] = ..., architecture: _Optional[str] = ...) -> None: ...
+    notes: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., backend: _Optional[_Union[ModelBackend, str]] = ..., weights_sha256: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., parameter_count: _Optional[int] = ..., family: _Optional[str] = ..., source: _Optional[str] = ..., architecture: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
