@@ -105,8 +105,8 @@ class ImageTextToTextCaptioner:
             fingerprint=weights_fingerprint(self.directory),
             architecture=f"image-text-to-text ({self.model_type}: {type(self.model).__name__})",
             notes=f"no per-word attention maps: {self.attention_note}" if self.attention_note else "")
-        if self.attention_note:
-            LOG.info("model %r: no per-word attention maps: %s", entry.name, self.attention_note)
+        if self.details.notes:
+            LOG.info("model %r: %s", entry.name, self.details.notes)
 
     # --- the Captioner Protocol -------------------------------------------------------------
 

@@ -47,8 +47,9 @@ METHOD_NAMES = {
     explain_pb2.EXPLAIN_METHOD_ATTENTION_ROLLOUT: "attention_rollout",
 }
 assert set(METHOD_NAMES.values()) == set(METHODS)
-GIVE_WAY_MAX_S = 0.25
-MAX_OCCLUSION_PX = 512  # window and stride bound (the number of positions is bounded by SYN_EXPLAIN_MAX_EVALUATIONS)  # the longest one chunk waits for normal calls before it goes on anyway
+GIVE_WAY_MAX_S = 0.25  # the longest one chunk waits for normal calls before it goes on anyway
+# Bound on the occlusion window and stride (the number of positions is bounded by SYN_EXPLAIN_MAX_EVALUATIONS).
+MAX_OCCLUSION_PX = 512
 
 
 @dataclass(frozen=True)

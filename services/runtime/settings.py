@@ -147,7 +147,8 @@ class Settings:
     trace_sample_ratio: float = field(default=1.0, metadata={"min": 0.0})
     torch_threads: int = field(default=0, metadata={"min": 0})
     # Models' notes on inputs plainly outside what they know (the built-ins: not ShapesWorld), in the
-    # responses' `warnings`; false skips that check (about 0.8 ms of CPU per 64 px picture for the built-ins).
+    # responses' `warnings`; false skips that check (the built-ins': about 0.6 ms of CPU per 64 px
+    # picture in a batch).
     input_warnings: bool = True
 
     def __post_init__(self) -> None:
