@@ -109,3 +109,14 @@ def load(entry: ModelEntry, device):
 def self_test(task: str, model) -> None:
     """Run the task's check on a synthetic input: finite outputs of the right shape, or an exception."""
     importlib.import_module(INTERFACES[task]).self_test(model)
+
+
+def check_input_warnings(model, images) -> None:
+    """Part of each image task's self-test: the model's notes on its synthetic pictures are lists of
+    strings. For the built-ins this also loads their compiled out-of-world check (numba, seconds)
+    before the service reports SERVING rather than in its first call."""
+    for image in images:
+        notes = model.input_warnings(image)
+        if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+            raise RuntimeError(f"warm-up: input_warnings gave {notes!r}, not a list of strings")
+

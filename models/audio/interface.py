@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from models.audio.localize import Localization
+from models.families import check_input_warnings
 from models.repository import ModelDetails
 
 
@@ -38,6 +39,7 @@ def self_test(model: SoundLocalizer) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), np.zeros((40, 40, 3), np.uint8)]
     clip = (0.1 * rng.standard_normal(max(model.min_samples, model.sample_rate // 2))).astype(np.float32)
+    check_input_warnings(model, images)
     found = model.localize(images, [clip, clip])
     if len(found) != 2:
         raise RuntimeError(f"warm-up: 2 pairs gave {len(found)} results")

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from models.captioning.decoding import DecodedCaption, DecodedWord
+from models.families import check_input_warnings
 from models.repository import ModelDetails
 
 
@@ -45,6 +46,7 @@ def self_test(model: Captioner) -> None:
     """Two synthetic images through prepare and caption: one caption each, finite scores, maps that sum to 1."""
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)), Image.new("RGB", (40, 40))]
+    check_input_warnings(model, images)
     pixels = torch.stack([model.prepare(image) for image in images])
     found = model.caption(pixels, [2, 1], [4, 4])
     if len(found) != len(images):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.families import check_input_warnings
 from models.repository import ModelDetails
 
 
@@ -78,4 +79,5 @@ def self_test(model) -> None:
         _check(model.embed_audio(clips), 2, model.dimension, "clips")
     else:
         images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)), Image.new("RGB", (40, 40))]
+        check_input_warnings(model, images)
         _check(model.embed_images([model.prepare(i) for i in images]), 2, model.dimension, "images")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.families import check_input_warnings
 from models.repository import ModelDetails
 
 
@@ -61,6 +62,7 @@ def self_test(model) -> None:
     Outputs must be uint8 images of the promised count and size."""
     if hasattr(model, "translate_images"):
         images = [Image.new("RGB", (64, 48), (200, 30, 30)), Image.new("RGB", (40, 40))]
+        check_input_warnings(model, images)
         found = model.translate_images(images)
         for image, out in zip(images, found):
             if out.dtype != np.uint8 or out.shape != (image.height, image.width, 3):

@@ -11,8 +11,8 @@ or a blend of such a colour with the background at anti-aliased edges; nothing e
 `outside_reason(pixels)` returns why a picture is not such a scene, or "" when it may be
 (optionally: not a scene of the given domain, for day2night and night2day);
 `sketch_outside_reason` does the same for sketch2photo's input, a sketch.
-It works on the picture resized to 64 x 64 (scenes are drawn to scale) and takes about a
-millisecond. Its measured rates (tests/shapesworld/test_world_check.py): held-out scenes
+It works on the picture resized to 64 x 64 (scenes are drawn to scale) and takes about 0.1 ms
+(0.07 ms per picture over a batch; its loops are compiled, world_check_kernels.py). Its measured rates (tests/shapesworld/test_world_check.py): held-out scenes
 of both domains and another renderer pass, real photographs are flagged.
 """
 
@@ -44,9 +44,10 @@ SKETCH_BLACK = 8
 MAX_SKETCH_FOREGROUND = 0.3
 # Smaller foreground specks are noise (a small object covers about 80 px at 64 x 64).
 MIN_OBJECT_PX = 6
-# Colour distances are worked out this many points at a time: a chunk's [N, K] float64 temporaries
-# stay in the CPU cache (a batch's few thousand object pixels at once ran 2.6x slower).
-CHUNK_POINTS = 1024
+# A day background's channels are each at least this, a night one's at most that (the spec's ranges
+# widened by the noise a 2-px border's median still carries).
+DAY_MIN = 185 - 25
+NIGHT_MAX = 45 + 25
 
 
 def _as_canvas(pixels, dtype=np.float32) -> np.ndarray:
@@ -84,66 +85,10 @@ def _segments(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([background, _BODY_RIMS]), np.concatenate([_FROM_BACKGROUND, _BODIES])
 
 
-def _distance_to_blends(points: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
-    """Each point's smallest L2 distance to one of its scene's colour segments (_segments); `backgrounds`:
-    the scene's background colour, [3], or each point's own, [N, 3] (points of many pictures at once).
-
-    Expanded into dot products, |p - s - t d|^2 = |p - s|^2 - 2 t (p - s).d + t^2 |d|^2: for the
-    fixed segments (p - s).d = p.d - s.d; for those that start at the background b, with q = p - b and
-    an end e, (p - s).d = q.e - q.b and |d|^2 = |e|^2 - 2 b.e + |b|^2. So the work is a few [N, 3] x
-    [3, K] products and [N, K] passes instead of [N, K, 3] temporaries (it runs for every picture a
-    built-in model is given). In float64, so the expansion loses nothing against the direct float32
-    difference.
-    """
-    points = points.astype(np.float64)
-    backgrounds = np.broadcast_to(np.asarray(backgrounds, np.float64), points.shape)
-    ends = _FROM_BACKGROUND
-    q = points - backgrounds
-    along_a = q @ ends.T - (q * backgrounds).sum(-1)[:, None]                         # [N, Ka]
-    length2_a = (ends ** 2).sum(-1) - 2.0 * backgrounds @ ends.T + (backgrounds ** 2).sum(-1)[:, None]
-    to_start2_a = (q ** 2).sum(-1)[:, None]
-    starts, direction = _BODY_RIMS, _BODIES - _BODY_RIMS
-    along_b = points @ direction.T - (starts * direction).sum(-1)                     # [N, Kb]
-    length2_b = (direction ** 2).sum(-1)
-    to_start2_b = (points ** 2).sum(-1)[:, None] - 2.0 * points @ starts.T + (starts ** 2).sum(-1)
-    along = np.concatenate([along_a, along_b], 1)
-    length2 = np.concatenate([length2_a, np.broadcast_to(length2_b, along_b.shape)], 1)
-    t = np.clip(along / np.maximum(length2, 1e-6), 0.0, 1.0)
-    squared = np.concatenate([to_start2_a.repeat(len(ends), 1), to_start2_b], 1) - 2.0 * t * along + t * t * length2
-    return np.sqrt(np.maximum(squared.min(1), 0.0))
-
-
-def _fits_palette(points: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
-    """Whether each point lies within PALETTE_TOLERANCE of one of its scene's colour segments
-    (`backgrounds` as in _distance_to_blends), in chunks of CHUNK_POINTS."""
-    points = points.astype(np.float64)
-    backgrounds = np.broadcast_to(np.asarray(backgrounds, np.float64), points.shape)
-    fits = np.zeros(len(points), bool)
-    for start in range(0, len(points), CHUNK_POINTS):
-        chunk = slice(start, start + CHUNK_POINTS)
-        fits[chunk] = _fits_palette_chunk(points[chunk], backgrounds[chunk])
-    return fits
-
-
-def _fits_palette_chunk(points: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
-    # Most object pixels sit near a body colour (a segment's end), which one [N, 24] pass settles;
-    # only the rest (anti-aliased edges, rims, foreign colours) need the full segment distances.
-    near_body = ((points ** 2).sum(-1)[:, None] - 2.0 * points @ _BODIES.T
-                 + (_BODIES ** 2).sum(-1)).min(1) <= PALETTE_TOLERANCE ** 2
-    fits = near_body.copy()
-    rest = ~near_body
-    if rest.any():
-        fits[rest] = _distance_to_blends(points[rest], backgrounds[rest]) <= PALETTE_TOLERANCE
-    return fits
-
-
 def _border(canvas: np.ndarray) -> np.ndarray:
-    """The pixels of the canvas's outer BORDER_PX rows and columns, [N, 3] (or [B, N, 3] for [B, H, W, 3])."""
-    lead = canvas.shape[:-3]
-    return np.concatenate([canvas[..., :BORDER_PX, :, :].reshape(*lead, -1, 3),
-                           canvas[..., -BORDER_PX:, :, :].reshape(*lead, -1, 3),
-                           canvas[..., :, :BORDER_PX, :].reshape(*lead, -1, 3),
-                           canvas[..., :, -BORDER_PX:, :].reshape(*lead, -1, 3)], axis=-2)
+    """The pixels of the canvas's outer BORDER_PX rows and columns, [N, 3]."""
+    return np.concatenate([canvas[:BORDER_PX].reshape(-1, 3), canvas[-BORDER_PX:].reshape(-1, 3),
+                           canvas[:, :BORDER_PX].reshape(-1, 3), canvas[:, -BORDER_PX:].reshape(-1, 3)])
 
 
 def _objects(foreground: np.ndarray, diagonal: bool = False) -> int:
@@ -153,18 +98,24 @@ def _objects(foreground: np.ndarray, diagonal: bool = False) -> int:
     return int((np.bincount(labels.ravel())[1:] >= MIN_OBJECT_PX).sum())
 
 
-# Labelling a stack of masks at once: neighbours within an image only, never across images.
-_PLANE_NEIGHBOURS = np.zeros((3, 3, 3), bool)
-_PLANE_NEIGHBOURS[1] = ndimage.generate_binary_structure(2, 1)
+def _fits_palette(points: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
+    """Whether each point ([N, 3]) lies within PALETTE_TOLERANCE of one of its scene's colour segments;
+    `backgrounds`: the scene's background colour, [3], or each point's own, [N, 3]."""
+    points = np.ascontiguousarray(points, np.float64).reshape(-1, 3)
+    backgrounds = np.ascontiguousarray(np.broadcast_to(np.asarray(backgrounds, np.float64), points.shape))
+    return _kernels().fits_each(points, backgrounds, _BODIES, _BODY_RIMS, _FROM_BACKGROUND)
 
 
-def _objects_each(foregrounds: np.ndarray) -> np.ndarray:
-    """_objects of each mask of a [B, H, W] stack, in one labelling pass."""
-    labels, count = ndimage.label(foregrounds, structure=_PLANE_NEIGHBOURS)
-    owner = np.zeros(count + 1, np.int64)  # the image each label lies in
-    owner[labels.ravel()] = np.repeat(np.arange(len(foregrounds)), labels[0].size)
-    things = np.bincount(labels.ravel(), minlength=count + 1)[1:] >= MIN_OBJECT_PX
-    return np.bincount(owner[1:][things], minlength=len(foregrounds))
+# The columns of world_check_kernels.scene_measures, one row per picture (NaN: a stage not reached,
+# the picture having failed an earlier one). BACKGROUND is three columns, R G B.
+PLAIN, BACKGROUND, FOREGROUND, OBJECTS, FIT = 0, 1, 4, 5, 6
+
+
+def _kernels():
+    """The compiled loops (world_check_kernels), imported on the first check."""
+    from models.shapesworld import world_check_kernels
+
+    return world_check_kernels
 
 
 def outside_reason(pixels, domain: str | None = None) -> str:
@@ -174,75 +125,41 @@ def outside_reason(pixels, domain: str | None = None) -> str:
 
 
 def outside_reasons(images, domain: str | None = None) -> list[str]:
-    """outside_reason of each picture, decided together.
+    """outside_reason of each picture (a batch's pictures: one compiled pass over them all).
 
-    The model thread runs this for every picture of a batch, so it works on the whole stack in one
-    set of array operations (about 25 small numpy calls per picture otherwise). Each stage runs only
-    on the pictures that passed the stages before it, as a picture-by-picture check would: a
-    photograph stops at its edges and costs no colour distances.
+    Each stage runs only on the pictures that passed the stages before it: a photograph stops at its
+    edges and costs no colour distances.
     """
-    # uint8 until the colour distances: a batch's float32 copies did not stay in the CPU cache.
     if not len(images):
         return []
     canvases = np.stack([_as_canvas(image, np.uint8) for image in images])
-    reasons = [""] * len(canvases)
-    border = _border(canvases).astype(np.float32)                                    # [B, N, 3]
-    background = np.median(border, axis=1)                                           # [B, 3]
-    plain = (np.abs(border - background[:, None]).max(2) <= BACKGROUND_TOLERANCE).mean(1)
-    day = (background >= 185 - 25).all(1)
-    night = (background <= 45 + 25).all(1)
-    alive = []
-    for i in range(len(canvases)):
-        if plain[i] < MIN_BORDER_BACKGROUND:
-            reasons[i] = "its edges are not a plain background"
-        elif not (day[i] or night[i]):
-            reasons[i] = "its background is neither ShapesWorld's light day nor its dark night"
-        else:
-            alive.append(i)
-    if not alive:
-        return reasons
-    # |pixel - background| > tolerance for whole-number pixels, as integer bounds; per channel plane,
-    # then or-ed (an any() over the last, 3-long axis costs 2.5x as much).
-    above = np.floor(background[alive] + BACKGROUND_TOLERANCE).astype(np.int16)[:, None, None]
-    below = np.ceil(background[alive] - BACKGROUND_TOLERANCE).astype(np.int16)[:, None, None]
-    pixels = canvases[alive]
-    off = (pixels > above) | (pixels < below)
-    foreground = off[..., 0] | off[..., 1] | off[..., 2]
-    shares = foreground.reshape(len(alive), -1).mean(1)
-    keep = []
-    for row, (i, share) in enumerate(zip(alive, shares.tolist())):
-        if share > MAX_FOREGROUND:
-            reasons[i] = f"{share:.0%} of it is not background (a scene's one or two objects cover at most about 40%)"
-        elif share < MIN_FOREGROUND:
-            reasons[i] = "it shows no object"
-        else:
-            keep.append(row)
-    if not keep:
-        return reasons
-    alive, foreground = [alive[row] for row in keep], foreground[keep]
-    objects = _objects_each(foreground)
-    keep = []
-    for row, (i, count) in enumerate(zip(alive, objects.tolist())):
-        if count > MAX_OBJECTS:
-            reasons[i] = f"it holds {count} separate things (a scene has one or two objects)"
-        else:
-            keep.append(row)
-    if not keep:
-        return reasons
-    alive, foreground = [alive[row] for row in keep], foreground[keep]
-    # Every remaining picture's object pixels in one pass, each with its own picture's background.
-    owner, ys, xs = np.nonzero(foreground)
-    picture = np.asarray(alive)[owner]
-    fits = _fits_palette(canvases[picture, ys, xs], background[picture])
-    fit_share = np.bincount(owner, weights=fits, minlength=len(alive)) / np.bincount(owner, minlength=len(alive))
-    for i, fit in zip(alive, fit_share.tolist()):
-        if fit < MIN_PALETTE_FIT:
-            reasons[i] = f"only {fit:.0%} of its non-background pixels have ShapesWorld's colours"
-        elif domain == "day" and not day[i]:
-            reasons[i] = "it is a night scene, and this model turns day scenes into night ones"
-        elif domain == "night" and not night[i]:
-            reasons[i] = "it is a day scene, and this model turns night scenes into day ones"
-    return reasons
+    measures = _kernels().scene_measures(canvases, _BODIES, _BODY_RIMS, _FROM_BACKGROUND)
+    return [_reason(row, domain) for row in measures]
+
+
+def _reason(measures: np.ndarray, domain: str | None) -> str:
+    """The reason for one picture's scene_measures row (the same thresholds as the stages' early exits)."""
+    if measures[PLAIN] < MIN_BORDER_BACKGROUND:
+        return "its edges are not a plain background"
+    background = measures[BACKGROUND:BACKGROUND + 3]
+    day, night = bool((background >= DAY_MIN).all()), bool((background <= NIGHT_MAX).all())
+    if not (day or night):
+        return "its background is neither ShapesWorld's light day nor its dark night"
+    share = float(measures[FOREGROUND])
+    if share > MAX_FOREGROUND:
+        return f"{share:.0%} of it is not background (a scene's one or two objects cover at most about 40%)"
+    if share < MIN_FOREGROUND:
+        return "it shows no object"
+    if measures[OBJECTS] > MAX_OBJECTS:
+        return f"it holds {int(measures[OBJECTS])} separate things (a scene has one or two objects)"
+    fit = float(measures[FIT])
+    if fit < MIN_PALETTE_FIT:
+        return f"only {fit:.0%} of its non-background pixels have ShapesWorld's colours"
+    if domain == "day" and not day:
+        return "it is a night scene, and this model turns day scenes into night ones"
+    if domain == "night" and not night:
+        return "it is a day scene, and this model turns night scenes into day ones"
+    return ""
 
 
 def sketch_outside_reason(pixels) -> str:

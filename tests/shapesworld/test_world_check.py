@@ -14,7 +14,7 @@ from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from models.shapesworld.world_check import (
-    _distance_to_blends, _segments, outside_reason, outside_reasons, sketch_outside_reason, warning_for,
+    PALETTE_TOLERANCE, _fits_palette, _segments, outside_reason, outside_reasons, sketch_outside_reason, warning_for,
     warnings_for,
 )
 from tests.captioning.test_other_renderer import draw_scene
@@ -85,33 +85,28 @@ def test_the_warning_names_the_model_and_the_reason():
     assert warning_for("captioning", render_scene(EVAL_SEEDS[0]).image) == []
 
 
-def test_distance_to_blends_is_the_point_to_segment_distance():
-    """The dot-product form (run for every image a built-in sees) against the plain definition:
-    the distance from each point to the nearest point of each segment, in float64."""
+def test_palette_fit_is_the_point_to_segment_distance():
+    """The compiled fit (a body colour settles a point first, then the segments) against the plain
+    definition: a point fits when its distance to the nearest point of some segment is within
+    PALETTE_TOLERANCE, computed here in float64 with numpy over every segment."""
     rng = np.random.default_rng(11)
-    for background in (np.array([215.0, 200.0, 230.0]), np.array([20.0, 30.0, 12.0]), rng.uniform(0, 255, 3)):
-        points = np.concatenate([rng.uniform(0, 255, (400, 3)), rng.integers(0, 256, (100, 3))]).astype(np.float32)
+    backgrounds = [np.array([215.0, 200.0, 230.0]), np.array([20.0, 30.0, 12.0]), rng.uniform(0, 255, 3)]
+    for seed, background in zip(EVAL_SEEDS, backgrounds):
+        scene = np.asarray(render_scene(seed).image, np.float64).reshape(-1, 3)
+        points = np.concatenate([scene, rng.uniform(0, 255, (400, 3)), rng.integers(0, 256, (100, 3))])
         starts, ends = _segments(background)
         direction = ends - starts
-        offset = points[:, None, :].astype(np.float64) - starts
+        offset = points[:, None, :] - starts
         t = np.clip((offset * direction).sum(-1) / (direction ** 2).sum(-1), 0.0, 1.0)
-        expected = np.linalg.norm(offset - t[..., None] * direction, axis=-1).min(1)
-        np.testing.assert_allclose(_distance_to_blends(points, background), expected, rtol=0, atol=1e-3)
-    assert len(starts) == 6 * (2 * 4 + 1)  # per colour: background->body and rim->body at 4 brightnesses, background->rim
-
-
-def test_palette_fit_agrees_with_the_distances():
-    """The shortcut (near a body colour = fits) decides exactly as the full segment distances do."""
-    from models.shapesworld.world_check import PALETTE_TOLERANCE, _fits_palette
-
-    rng = np.random.default_rng(12)
-    for seed in EVAL_SEEDS[:20]:
-        scene = np.asarray(render_scene(seed).image, np.float32).reshape(-1, 3)
-        background = np.median(scene[:64], axis=0)
-        points = np.concatenate([scene, rng.uniform(0, 255, (300, 3)).astype(np.float32)])
-        expected = _distance_to_blends(points, background) <= PALETTE_TOLERANCE
+        distance = np.linalg.norm(offset - t[..., None] * direction, axis=-1).min(1)
+        clear = np.abs(distance - PALETTE_TOLERANCE) > 1e-6  # a point on the boundary may go either way
+        expected = distance <= PALETTE_TOLERANCE
         assert 0 < expected.sum() < len(points)
-        np.testing.assert_array_equal(_fits_palette(points, background), expected)
+        np.testing.assert_array_equal(_fits_palette(points, background)[clear], expected[clear])
+        # Each point with its own background (how a batch's pictures are checked together).
+        own = np.broadcast_to(background, points.shape)
+        np.testing.assert_array_equal(_fits_palette(points, own), _fits_palette(points, background))
+    assert len(starts) == 6 * (2 * 4 + 1)  # per colour: background->body and rim->body at 4 brightnesses, background->rim
 
 
 def _drawn(background, squares, size: int = 64) -> np.ndarray:
@@ -151,3 +146,21 @@ def test_a_batch_decides_each_picture_as_it_would_alone():
         assert any(stage in reason for reason in reasons), stage
     assert sum(not reason for reason in outside_reasons(pictures)) >= 24 + 2
     assert warnings_for("captioning", pictures) == [warning_for("captioning", picture) for picture in pictures]
+
+
+def test_compiled_labelling_counts_things_as_scipy_does():
+    """The compiled check's 4-connected labelling (specks under MIN_OBJECT_PX ignored) against
+    scipy.ndimage.label on random masks of every density, and on a mask with one long winding thing."""
+    from models.shapesworld.world_check import _objects
+    from models.shapesworld.world_check_kernels import _objects_in
+
+    rng = np.random.default_rng(4)
+    labels, stack = np.zeros((64, 64), np.int32), np.zeros(64 * 64, np.int64)
+    for density in (0.0, 0.05, 0.2, 0.4, 0.55, 0.7, 1.0):
+        for _ in range(10):
+            mask = rng.random((64, 64)) < density
+            assert _objects_in(mask, labels, stack) == _objects(mask)
+    winding = np.zeros((64, 64), bool)
+    winding[::2] = True
+    winding[1::4, -1] = winding[3::4, 0] = True
+    assert _objects_in(winding, labels, stack) == _objects(winding) == 1
