@@ -1,11 +1,12 @@
-"""`python -m tests.benchmarks.peers.profile [--concurrency 32] [--seconds 20]`: where a captioning
-service process spends its time under load, sampled with py-spy (its own environment, envs.py).
+"""`python -m tests.benchmarks.peers.profile [--service captioning|embedding] [--concurrency 32]
+[--seconds 20]`: where a captioning or embedding service process spends its time under load, sampled
+with py-spy (its own environment, envs.py).
 
-Starts the captioning service (one torch thread, max batch 16, 5 ms), drives Caption (beam 3, no
-attention, 64x64 PNG) at the given concurrency, and samples every thread of the server at 100 Hz,
-idle samples included. Prints, per thread, the share of samples in each activity:
+Starts the service (one torch thread, max batch 16, 5 ms), drives Caption (beam 3, no attention) or
+EmbedImages (one picture) with 64x64 PNGs at the given concurrency, and samples every thread of the
+server at 100 Hz, idle samples included. Prints, per thread, the share of samples in each activity:
 
-- batch thread: model (beam_search and the network), world check (the built-ins' out-of-world
+- batch thread: model (beam_search or encode_images, and the network), world check (the built-ins' out-of-world
   warning, models/shapesworld/world_check.py), decode (image decoding and resizing), waiting for a
   batch (the worker's Condition.wait), handing results over, other;
 - event loop (MainThread): gRPC/asyncio work, idle in the selector;
@@ -31,7 +32,7 @@ from pathlib import Path
 import grpc
 
 from synesthesia.pictures import png_bytes
-from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
+from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
 from tests.benchmarks.harness import drive
 from tests.benchmarks.peers import envs, work
 from tests.servers import ServiceProcess
@@ -40,7 +41,7 @@ CATEGORIES = [  # (category, any of these substrings in the stack), first match 
     # The built-ins' out-of-world warning (it decodes nothing, but it used to hide under "other").
     ("world check", ("world_check.py",)),
     ("decode", ("image_from_message", "decode_image", "images_to_batch", "PIL/")),
-    ("model", ("beam_search", "decoding.py", "network.py", "torch/nn")),
+    ("model", ("beam_search", "decoding.py", "network.py", "encode_images", "torch/nn")),
     ("hand-over", ("_deliver", "call_soon_threadsafe", "_settle")),
     ("waiting for a batch", ("_next (services/runtime/batching.py",)),
     ("idle", ()),  # the innermost frame is a blocking wait (selector, lock, queue)
@@ -63,22 +64,28 @@ def categorise(stack: str) -> str:
     return "other"
 
 
-def profile(concurrency: int, seconds: float, log=print) -> str:
+def profile(concurrency: int, seconds: float, service: str = "captioning", log=print) -> str:
     spy = envs.ensure("profile").parent / "py-spy"
     from models.shapesworld import EVAL_SEEDS, render_scene
 
     pngs = [png_bytes(render_scene(seed).image) for seed in EVAL_SEEDS[:32]]
     env = {"SYN_TORCH_THREADS": "1", "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
            "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS)}
-    server = ServiceProcess("services.captioning", env).start(timeout_s=600)
+    server = ServiceProcess(f"services.{service}", env).start(timeout_s=600)
     out = Path(tempfile.mkdtemp(prefix="syn-profile-")) / "stacks.txt"
     try:
         channel = grpc.insecure_channel(server.target)
-        stub = captioning_pb2_grpc.CaptioningStub(channel)
-        requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=p)) for p in pngs]
+        if service == "captioning":
+            send = captioning_pb2_grpc.CaptioningStub(channel).Caption
+            requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=p), include_attention=False,
+                                                      options=captioning_pb2.CaptionOptions(beam_size=work.BEAM_SIZE))
+                        for p in pngs]
+        else:
+            send = embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages
+            requests = [embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=p)]) for p in pngs]
 
         def call(i: int):
-            return stub.Caption(requests[i % len(requests)], timeout=300)
+            return send(requests[i % len(requests)], timeout=300)
 
         drive(call, concurrency, 2 * concurrency)  # warm
         stop = threading.Event()
@@ -104,11 +111,11 @@ def profile(concurrency: int, seconds: float, log=print) -> str:
         if not stack:
             continue
         thread = stack.split(";", 1)[0]
-        name = ("batch thread" if "batch-captioning" in thread or "_work (services/runtime/batching.py" in stack
+        name = ("batch thread" if "batch-" in thread or "_work (services/runtime/batching.py" in stack
                 else "event loop" if "MainThread" in thread or "run_until_complete" in stack else "other threads")
         per_thread[name][categorise(stack)] += int(count)
     log(f"raw stacks: {out}")
-    lines = [f"Captioning service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz with py-spy "
+    lines = [f"{service.capitalize()} service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz with py-spy "
              f"(idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
              f"{os.cpu_count()} cores.", "",
              "| thread | samples | " + " | ".join(c for c, _ in CATEGORIES) + " | other |",
@@ -125,10 +132,11 @@ def profile(concurrency: int, seconds: float, log=print) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--service", choices=("captioning", "embedding"), default="captioning")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    print(profile(args.concurrency, args.seconds))
+    print(profile(args.concurrency, args.seconds, args.service))
     return 0
 
 
