@@ -27,8 +27,9 @@ class BuiltinEmbedder:
         self.details = ModelDetails(BUILTIN, str(entry.path), loaded.sha256, loaded.metrics, loaded.parameter_count,
                                     fingerprint=loaded.sha256, architecture="cnn + gru dual encoder")
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        return images_to_batch([np.asarray(image)], self.image_size)[0]
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        # The pixels as they are: embed_images converts (and resizes) a whole batch at once.
+        return np.asarray(image)
 
     def input_warnings(self, image: Image.Image) -> list[str]:
         return warning_for(self.name, image)
@@ -42,8 +43,8 @@ class BuiltinEmbedder:
         acceleration.module(self.model)
         self._encode_images = acceleration.function(self.model.encode_images)
 
-    def embed_images(self, items: list[torch.Tensor]) -> torch.Tensor:
-        pixels = torch.stack(items).to(self.device)
+    def embed_images(self, items: list[np.ndarray]) -> torch.Tensor:
+        pixels = images_to_batch(items, self.image_size).to(self.device)
         if self.acceleration is None:
             return self._encode_images(pixels)
         with self.acceleration.autocasting(self.device):

@@ -100,7 +100,8 @@ def decode_image(data: bytes, field: str, limits, fit_px: int | None = None) -> 
         if image.mode in _REDUCIBLE_MODES:
             image = shrink(image, fit_px)
     size = source_size(image)
-    image = to_rgb(image, sixteen_bit)
+    if image.mode != "RGB":  # a decoded RGB image is already what callers get: no copy
+        image = to_rgb(image, sixteen_bit)
     image.info[SOURCE_SIZE] = size  # conversions start a fresh info dict
     return shrink(image, fit_px) if fit_px else image
 
