@@ -25,7 +25,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from models.judge.augment import augment
-from models.judge.network import HEADS
 from models.shapesworld import (
     BACKGROUND_RANGES, COLOUR_NAMES, COLOURS, DOMAINS, EVAL_SEEDS, SHAPES, SIZE_RANGES_PX, SIZES,
     ShapesWorldDataset,

@@ -27,7 +27,7 @@ from models.explain.visualise import class_visualisation, filter_pictures, first
 from models.images import images_to_batch
 from models.judge import HEADS, load_judge
 from models.shapesworld import EVAL_SEEDS, render_scene
-from services.runtime import failed_precondition, image_from_message, invalid_argument, not_found
+from services.runtime import failed_precondition, image_from_message, invalid_argument
 from services.runtime.explain import (
     ExplainLane,
     check_methods_apply,

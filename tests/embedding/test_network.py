@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from models.embedding.checkpoint import load_embedder
 from models.embedding.data import describes, render_pairs, training_captions

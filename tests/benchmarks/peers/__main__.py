@@ -23,7 +23,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -324,7 +323,7 @@ def start_torchserve(ports: Ports, logs: Path):
             "grpc_management_address=127.0.0.1", f"grpc_management_port={ports_['grpc_management']}",
             f"model_store={store}", "disable_token_authorization=true", "enable_model_api=true",
             "default_workers_per_model=1", "install_py_dep_per_model=false", "disable_system_metrics=false",
-            f"job_queue_size=1000", ""]))
+            "job_queue_size=1000", ""]))
         env = _peer_env()
         env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
         log = logs / "torchserve.log"
