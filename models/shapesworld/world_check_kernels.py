@@ -118,7 +118,7 @@ def scene_measures(canvases, bodies, body_rims, from_background):
     foreground = np.zeros((height, width), np.bool_)
     labels = np.zeros((height, width), np.int32)
     stack = np.zeros(height * width, np.int64)
-    points = np.empty((height * width, 3), np.float64)
+    point = np.empty(3, np.float64)  # one foreground pixel as float64, reused
     for i in range(count):
         canvas = canvases[i]
         # The border as _border lists it: the outer rows, then the outer columns (corners twice).
@@ -177,7 +177,7 @@ def scene_measures(canvases, bodies, body_rims, from_background):
             for x in range(width):
                 if foreground[y, x]:
                     for c in range(3):
-                        points[0, c] = canvas[y, x, c]
-                    fits += _fits(points[0], background, bodies, body_rims, from_background)
+                        point[c] = canvas[y, x, c]
+                    fits += _fits(point, background, bodies, body_rims, from_background)
         out[i, FIT] = fits / off
     return out
