@@ -84,8 +84,7 @@ WORKDIR /home/synesthesia
 # The built-ins' out-of-world check is compiled by numba on first use (about 15 s on 2 cores): compiled
 # here into the user's cache (~/.cache/numba), so a container starts with it. A container run as
 # another user, or without that home, compiles it once at start-up instead.
-RUN python -c "import numpy as np; from models.shapesworld import world_check as w; \
-w.outside_reason(np.zeros((64, 64, 3), np.uint8)); w._fits_palette(np.zeros((1, 3)), np.zeros(3))"
+RUN python -c "import models.shapesworld.world_check_kernels"
 ENV SYN_HOST=0.0.0.0
 # gRPC: gateway 50050, captioning 50051, generation 50052, audio 50053, embedding 50054;
 # the gateway's HTTP/JSON 50080; Prometheus metrics 9100-9104 (synesthesia/services.py is the table).

@@ -12,8 +12,9 @@ or a blend of such a colour with the background at anti-aliased edges; nothing e
 (optionally: not a scene of the given domain, for day2night and night2day);
 `sketch_outside_reason` does the same for sketch2photo's input, a sketch.
 It works on the picture resized to 64 x 64 (scenes are drawn to scale) and takes about 0.1 ms
-(0.07 ms per picture over a batch; its loops are compiled, world_check_kernels.py). Its measured rates (tests/shapesworld/test_world_check.py): held-out scenes
-of both domains and another renderer pass, real photographs are flagged.
+(0.07 ms per picture over a batch; its loops are compiled, world_check_kernels.py). Its measured
+rates (tests/shapesworld/test_world_check.py): held-out scenes of both domains and another
+renderer pass, real photographs are flagged.
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ def _objects(foreground: np.ndarray, diagonal: bool = False) -> int:
 def _fits_palette(points: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
     """Whether each point ([N, 3]) lies within PALETTE_TOLERANCE of one of its scene's colour segments;
     `backgrounds`: the scene's background colour, [3], or each point's own, [N, 3]."""
-    points = np.ascontiguousarray(points, np.float64).reshape(-1, 3)
-    backgrounds = np.ascontiguousarray(np.broadcast_to(np.asarray(backgrounds, np.float64), points.shape))
+    # Fresh writable C arrays: a read-only view (np.broadcast_to, np.frombuffer) is another numba type,
+    # which would compile the loop again inside the call.
+    points = np.array(points, np.float64, order="C").reshape(-1, 3)
+    backgrounds = np.broadcast_to(np.asarray(backgrounds, np.float64), points.shape).copy()
     return _kernels().fits_each(points, backgrounds, _BODIES, _BODY_RIMS, _FROM_BACKGROUND)
 
 

@@ -6,6 +6,8 @@ of their time in call overhead); as one compiled loop per picture it costs about
 the first check (world_check._kernels), so processes that never check a picture do not load numba;
 the built-ins' self-tests check their synthetic pictures, so a service pays numba's start-up (about
 2.5 s; 15 s the first time on a machine, while it compiles into its cache) before it reports SERVING.
+Both entry points are compiled on import (end of this module): a sketch2photo self-test never reaches
+the palette stage, yet its first real sketch must not wait for a compile.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import numba
 import numpy as np
 
 from models.shapesworld.world_check import (
-    BACKGROUND, BACKGROUND_TOLERANCE, BORDER_PX, DAY_MIN, FIT, FOREGROUND, MAX_FOREGROUND, MAX_OBJECTS,
-    MIN_BORDER_BACKGROUND, MIN_FOREGROUND, MIN_OBJECT_PX, NIGHT_MAX, OBJECTS, PALETTE_TOLERANCE, PLAIN,
+    _BODIES, _BODY_RIMS, _FROM_BACKGROUND, BACKGROUND, BACKGROUND_TOLERANCE, BORDER_PX, DAY_MIN, FIT, FOREGROUND,
+    MAX_FOREGROUND, MAX_OBJECTS, MIN_BORDER_BACKGROUND, MIN_FOREGROUND, MIN_OBJECT_PX, NIGHT_MAX, OBJECTS,
+    PALETTE_TOLERANCE, PLAIN,
 )
 
 
 def _compiled(fn):
     """`fn` compiled by numba, without the GIL (the event loop runs while a batch is checked); cached on
     disk where numba finds a writable place (next to this file or the user's cache), else compiled once
-    per process (about a second)."""
+    per process (10-15 s on 2 cores)."""
     try:
         return numba.njit(nogil=True, cache=True)(fn)
     except RuntimeError:  # no writable cache directory
@@ -121,13 +124,14 @@ def scene_measures(canvases, bodies, body_rims, from_background):
     point = np.empty(3, np.float64)  # one foreground pixel as float64, reused
     for i in range(count):
         canvas = canvases[i]
-        # The border as _border lists it: the outer rows, then the outer columns (corners twice).
+        # The pixels _border takes: those in the outer rows and those in the outer columns, so the
+        # corners twice (in raster order here; a median and a share do not depend on it).
         n = 0
         for y in range(height):
             for x in range(width):
                 in_rows = y < BORDER_PX or y >= height - BORDER_PX
                 in_columns = x < BORDER_PX or x >= width - BORDER_PX
-                for times in range(int(in_rows) + int(in_columns)):
+                for _ in range(int(in_rows) + int(in_columns)):
                     for c in range(3):
                         border[n, c] = canvas[y, x, c]
                     n += 1
@@ -181,3 +185,9 @@ def scene_measures(canvases, bodies, body_rims, from_background):
                     fits += _fits(point, background, bodies, body_rims, from_background)
         out[i, FIT] = fits / off
     return out
+
+
+# Compiled (or loaded from the cache) now, with the argument types world_check passes: C-contiguous
+# uint8 canvases, float64 points and palette.
+scene_measures(np.zeros((1, 8, 8, 3), np.uint8), _BODIES, _BODY_RIMS, _FROM_BACKGROUND)
+fits_each(np.zeros((1, 3)), np.zeros((1, 3)), _BODIES, _BODY_RIMS, _FROM_BACKGROUND)

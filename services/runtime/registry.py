@@ -70,8 +70,8 @@ class ServedModel:
     def input_warnings_each(self, images: Sequence) -> list[list[str] | Exception]:
         """input_warnings of each of a batch's images. A model may decide them together through an optional
         `input_warnings_each(images)` (the built-ins' check costs about 30% less per picture over a
-        batch of 16: one compiled call for all); an image that makes it fail is found one by one and gets its exception, so it
-        fails its own call only."""
+        batch of 16: one compiled call for all); an image that makes it fail is found one by one and
+        gets its exception, so it fails its own call only."""
         if not self.warns:
             return [[] for _ in images]
         each = getattr(self.model, "input_warnings_each", None)
