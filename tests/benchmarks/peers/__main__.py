@@ -200,7 +200,10 @@ def _channel(port: int) -> grpc.Channel:
     return grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS)
 
 
-def _synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict:
+def synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict:
+    """{model: call(i)}: Caption (beam 3, no attention) and EmbedImages (one picture) of the i-th of the
+    32 scenes (PNG, or raw pixels with `raw`) against the given targets (also tests.benchmarks.peers.profile's
+    load)."""
     caption_channel, embed_channel = grpc.insecure_channel(caption_target, options=OPTIONS), \
         grpc.insecure_channel(embed_target, options=OPTIONS)
     captioner = captioning_pb2_grpc.CaptioningStub(caption_channel)
@@ -243,7 +246,7 @@ def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool 
             system.roots.append(psutil.Process(server.process.pid))
             system.stops.append(server.stop)
         system.targets = {"captioning": servers[0].target, "embedding": servers[1].target}
-        return _synesthesia_calls(servers[0].target, servers[1].target, raw)
+        return synesthesia_calls(servers[0].target, servers[1].target, raw)
 
     return start
 
@@ -258,7 +261,7 @@ def start_gateway(upstream: System, ports: Ports, logs: Path):
         gateway = ServiceProcess("services.gateway", env, log_dir=logs, port=ports.take()).start(wait=False)
         system.roots += [psutil.Process(gateway.process.pid), *upstream.roots]
         system.stops.append(gateway.stop)
-        calls = _synesthesia_calls(gateway.target, gateway.target, raw=False)
+        calls = synesthesia_calls(gateway.target, gateway.target, raw=False)
         for call in calls.values():
             _wait_until("gateway", lambda call=call: call(0), gateway.process, gateway.log_path, timeout_s=300)
         return calls

@@ -6,9 +6,9 @@ Starts the service (one torch thread, max batch 16, 5 ms), drives Caption (beam 
 EmbedImages (one picture) with 64x64 PNGs at the given concurrency, and samples every thread of the
 server at 100 Hz, idle samples included. Prints, per thread, the share of samples in each activity:
 
-- batch thread: model (beam_search or encode_images, and the network), world check (the built-ins' out-of-world
-  warning, models/shapesworld/world_check.py), decode (image decoding and resizing), waiting for a
-  batch (the worker's Condition.wait), handing results over, other;
+- batch thread: model (beam_search or encode_images, and the network), world check (the built-ins'
+  out-of-world warning, models/shapesworld/world_check.py), decode (image decoding and resizing),
+  waiting for a batch (the worker's Condition.wait), handing results over, other;
 - event loop (MainThread): gRPC/asyncio work, idle in the selector;
 - gRPC and other threads.
 
@@ -29,12 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
-
-from synesthesia.pictures import png_bytes
-from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
 from tests.benchmarks.harness import drive
 from tests.benchmarks.peers import envs, work
+from tests.benchmarks.peers.__main__ import synesthesia_calls
 from tests.servers import ServiceProcess
 
 CATEGORIES = [  # (category, any of these substrings in the stack), first match wins
@@ -66,27 +63,15 @@ def categorise(stack: str) -> str:
 
 def profile(concurrency: int, seconds: float, service: str = "captioning", log=print) -> str:
     spy = envs.ensure("profile").parent / "py-spy"
-    from models.shapesworld import EVAL_SEEDS, render_scene
-
-    pngs = [png_bytes(render_scene(seed).image) for seed in EVAL_SEEDS[:32]]
     env = {"SYN_TORCH_THREADS": "1", "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
-           "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS)}
+           "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS),
+           # Its own index: a stack from `make up` may hold the checkout's.
+           "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-profile-index-")}
     server = ServiceProcess(f"services.{service}", env).start(timeout_s=600)
     out = Path(tempfile.mkdtemp(prefix="syn-profile-")) / "stacks.txt"
     try:
-        channel = grpc.insecure_channel(server.target)
-        if service == "captioning":
-            send = captioning_pb2_grpc.CaptioningStub(channel).Caption
-            requests = [captioning_pb2.CaptionRequest(image=common_pb2.Image(data=p), include_attention=False,
-                                                      options=captioning_pb2.CaptionOptions(beam_size=work.BEAM_SIZE))
-                        for p in pngs]
-        else:
-            send = embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages
-            requests = [embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=p)]) for p in pngs]
-
-        def call(i: int):
-            return send(requests[i % len(requests)], timeout=300)
-
+        # The peer comparison's own requests and client (the 32 held-out scenes as PNG).
+        call = synesthesia_calls(server.target, server.target, raw=False)[service]
         drive(call, concurrency, 2 * concurrency)  # warm
         stop = threading.Event()
         done = [0]
@@ -115,7 +100,8 @@ def profile(concurrency: int, seconds: float, service: str = "captioning", log=p
                 else "event loop" if "MainThread" in thread or "run_until_complete" in stack else "other threads")
         per_thread[name][categorise(stack)] += int(count)
     log(f"raw stacks: {out}")
-    lines = [f"{service.capitalize()} service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz with py-spy "
+    lines = [f"{service.capitalize()} service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz "
+             f"with py-spy "
              f"(idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
              f"{os.cpu_count()} cores.", "",
              "| thread | samples | " + " | ".join(c for c, _ in CATEGORIES) + " | other |",
