@@ -42,11 +42,13 @@ demo: install
 bench: install
 	$(PY) -m tests.benchmarks --out BENCHMARKS.md
 	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md
+	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md --split
 
-# Synesthesia against Triton (PyTriton), TorchServe and Ray Serve on the same models in one alternating run;
-# their environments are built under $${SYN_PEERS_DIR:-~/.cache/synesthesia/peers}, never in .venv.
+# Synesthesia against Triton (PyTriton), TorchServe and Ray Serve on the same models in one alternating run,
+# then again with the servers and the load generator on separate CPUs (--split); their environments are built under $${SYN_PEERS_DIR:-~/.cache/synesthesia/peers}, never in .venv.
 bench-peers: install
 	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md
+	$(PY) -m tests.benchmarks.peers --out BENCHMARKS.md --split
 
 # Measure the explanation methods (pointing game, deletion/insertion, sanity check) on held-out scenes and
 # rewrite their tables and pictures in docs/explanations.md (CPU, about 30 min on 2 cores for the default).

@@ -189,7 +189,7 @@ class ModelRegistry:
             model = families.load(entry, self.device)
             accelerate = getattr(model, "accelerate", None)
             if accelerate is not None and self.acceleration.enabled:
-                accelerate(self.acceleration)
+                accelerate(self.acceleration, self.settings.max_batch_size)
             batcher = DynamicBatcher(lambda items, name=entry.name: self.forward(self.models[name], items),
                                      max_batch_size=self.settings.max_batch_size, max_wait_ms=self.max_wait_ms,
                                      name=f"{self.service}:{entry.name}", model=entry.name)

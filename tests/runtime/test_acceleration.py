@@ -85,6 +85,24 @@ def test_torch_compile_matches_float32_eager(models, reference):
     np.testing.assert_allclose(vectors, reference[2], atol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_compiled_encoder_is_compiled_for_every_batch_size_before_it_serves(models, reference):
+    # Without the warm-up the first batch of 1 and the first full batch each compiled while serving
+    # (torch.compile specialises on 1 and bounds its dynamic graph by the sizes it has seen).
+    from models import families
+    from models.repository import read_repository
+    from models.training import CHECKPOINT_DIR
+
+    entry = next(e for e in read_repository(CHECKPOINT_DIR) if e.name == "embedding")
+    embedder = families.load(entry, CPU)
+    embedder.accelerate(Acceleration(compile="default"), max_batch_size=4)
+    prepared = [embedder.prepare(scene.image) for scene in SCENES[:4]]
+    with torch.inference_mode(), torch._dynamo.config.patch(error_on_recompile=True):
+        for size in (1, 4, 2, 3, 1):
+            vectors = embedder.embed_images(prepared[:size]).numpy()
+            np.testing.assert_allclose(vectors, reference[2][:size], atol=1e-4)
+
+
 def test_settings_are_read_and_bad_values_refused(monkeypatch):
     monkeypatch.setenv("SYN_AUTOCAST", "BF16")
     monkeypatch.setenv("SYN_CHANNELS_LAST", "1")

@@ -35,3 +35,63 @@ def test_profiler_categories_follow_the_innermost_activity():
     assert categorise(loop + ";select (selectors.py:468)") == "idle"
     assert categorise(loop + ";EpollSelector.select (selectors.py:468)") == "idle"
     assert categorise(loop + ";_run (asyncio/events.py:80);_handle (grpc/_cython/x)") == "gRPC/asyncio"
+
+
+def test_the_shared_and_split_runs_keep_sections_of_their_own(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    shared_start, shared_end = section.markers(section.SHARED)
+    split_start, split_end = section.markers(section.SPLIT)
+    section.write(out, f"{shared_start}\nshared 1\n{shared_end}")
+    section.write(out, f"{split_start}\nsplit 1\n{split_end}", section.SPLIT)
+    section.write(out, f"{shared_start}\nshared 2\n{shared_end}")
+    text = out.read_text()
+    assert section.current(text) == f"{shared_start}\nshared 2\n{shared_end}"
+    assert section.current(text, section.SPLIT) == f"{split_start}\nsplit 1\n{split_end}"
+    assert "shared 1" not in text
+
+
+def test_the_split_run_gives_the_servers_the_upper_half_of_the_cpus(tmp_path):
+    import pytest
+
+    from tests.benchmarks.peers.__main__ import Placement
+
+    placement = Placement({0, 1, 2, 3})
+    assert placement.servers == {2, 3} and placement.clients == {0, 1}
+    assert Placement({4, 7}).servers == {7}
+    with pytest.raises(SystemExit, match="at least 2 CPUs"):
+        Placement({0})
+
+
+def test_placement_moves_every_thread_of_the_process_and_new_threads_inherit_it():
+    import os
+    import threading
+
+    from tests.benchmarks.peers.__main__ import Placement
+
+    available = os.sched_getaffinity(0)
+    if len(available) < 2:  # the split run refuses such a machine, as the previous test shows
+        return
+    started, release = threading.Event(), threading.Event()
+    seen: dict[str, set[int]] = {}
+
+    def older():  # a thread that exists before the move
+        started.set()
+        release.wait(10)
+        seen["older"] = os.sched_getaffinity(0)
+
+    thread = threading.Thread(target=older)
+    thread.start()
+    started.wait(10)
+    placement = Placement(available)
+    try:
+        placement.to_clients()
+        newer = threading.Thread(target=lambda: seen.setdefault("newer", os.sched_getaffinity(0)))
+        newer.start()
+        newer.join()
+        release.set()
+        thread.join()
+        assert seen == {"older": placement.clients, "newer": placement.clients}
+        assert os.sched_getaffinity(0) == placement.clients
+    finally:
+        Placement._move(os.getpid(), available)
+    assert os.sched_getaffinity(0) == available

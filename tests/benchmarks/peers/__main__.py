@@ -1,4 +1,4 @@
-"""`python -m tests.benchmarks.peers [--out BENCHMARKS.md]` (`make bench-peers`): Synesthesia against
+"""`python -m tests.benchmarks.peers [--out BENCHMARKS.md] [--split]` (`make bench-peers`): Synesthesia against
 Triton (PyTriton), TorchServe and Ray Serve on the same models, in one run, alternating systems.
 
 Every system serves the built-in captioning checkpoint (beam 3, at most 20 words) and the built-in
@@ -9,7 +9,18 @@ One load generator (tests/benchmarks/harness.drive: a thread pool of blocking gR
 per system) drives every system: for each concurrency, ROUNDS rounds, and in each round every system
 gets one segment of calls, the order rotating between rounds, so load from other work on the machine
 falls on every side alike. Server CPU is the user+system time of each server's whole process tree
-over its segments, per call; peak RSS is the sum of VmHWM over that tree.
+over its segments, per call, and the load generator's CPU is its own process's over the same
+segments; peak RSS is the sum of VmHWM over the server's tree. Synesthesia's extra rows: raw pixels
+(the optional uint8 input instead of PNG), input warnings off (without the built-ins' out-of-world
+check: exactly the peers' work), via gateway (one more hop), encoders compiled
+(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use); the targets are read
+from the default row.
+
+With `--split` (`make bench-peers` runs both) every server, ours and the peers' alike, with every
+process and thread of its tree, runs on the upper half of the machine's CPUs and the load generator
+on the rest; the in-process reference then runs on the servers' CPUs too. That run measures what a
+server does with its cores when the callers' CPU is not taken from them, as on a real deployment
+where the callers are other machines; the shared run is what one small machine does with both.
 
 Environment: SYN_BENCH_PEERS (comma list among triton,torchserve,ray; default all),
 SYN_BENCH_PEERS_ROUNDS (default 3), SYN_BENCH_PORT_BASE (first of 40 consecutive loopback ports;
@@ -80,6 +91,45 @@ class Ports:
                     continue
 
 
+class Placement:
+    """Which CPUs the servers and the load generator run on (`--split`); None of it without the flag.
+
+    On Linux an affinity belongs to a thread and a new thread or process inherits its creator's: so
+    the whole benchmark process moves to the servers' CPUs while systems start (their processes and
+    every thread they create later inherit them) and while the in-process reference runs, and to the
+    load generator's CPUs while it drives calls; each started system's existing threads are moved too.
+    """
+
+    def __init__(self, available: set[int]) -> None:
+        cpus = sorted(available)
+        if len(cpus) < 2:
+            raise SystemExit("--split needs at least 2 CPUs (servers on one half, the load generator on the other)")
+        self.servers = set(cpus[len(cpus) // 2:])
+        self.clients = set(cpus[:len(cpus) // 2])
+
+    @staticmethod
+    def _move(pid: int, cpus: set[int]) -> None:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(tid), cpus)
+
+    def to_servers(self) -> None:
+        self._move(os.getpid(), self.servers)
+
+    def to_clients(self) -> None:
+        self._move(os.getpid(), self.clients)
+
+    def pin(self, system: "System") -> None:
+        for proc in system.processes():
+            with contextlib.suppress(OSError, psutil.Error):
+                self._move(proc.pid, self.servers)
+
+    def describe(self) -> str:
+        return (f"servers (every process and thread of each system) and the in-process reference on CPU "
+                f"{','.join(map(str, sorted(self.servers)))}, the load generator on CPU "
+                f"{','.join(map(str, sorted(self.clients)))}")
+
+
 @dataclass
 class System:
     name: str
@@ -91,6 +141,8 @@ class System:
     # results[model][concurrency] -> merged LoadResult; cpu_s[model][concurrency]
     results: dict = field(default_factory=dict)
     cpu_s: dict = field(default_factory=dict)
+    # The load generator's own CPU over this system's segments (the benchmark process), same keys.
+    client_cpu_s: dict = field(default_factory=dict)
     agreement: dict = field(default_factory=dict)
     peak_rss_mb: float = float("nan")
     note: str = ""
@@ -232,13 +284,14 @@ def synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict
     return {"captioning": caption, "embedding": embed}
 
 
-def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True):
+def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True, compile_mode: str = "off"):
     """Our captioning and embedding services. `input_warnings=False` skips the built-ins' out-of-world
-    check (SYN_INPUT_WARNINGS), so that row computes exactly what the peers' work.py computes."""
+    check (SYN_INPUT_WARNINGS), so that row computes exactly what the peers' work.py computes;
+    `compile_mode` is SYN_TORCH_COMPILE (torch.compile of the image encoders; the peers run work.py eager)."""
     def start(system: System) -> dict:
         env = {"SYN_TORCH_THREADS": str(THREADS), "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
                "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS), "SYN_INPUT_WARNINGS": str(input_warnings).lower(),
-               "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
+               "SYN_TORCH_COMPILE": compile_mode, "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
         servers = []
         for module in ("services.captioning", "services.embedding"):
             server = ServiceProcess(module, env, log_dir=logs, port=ports.take()).start(timeout_s=600)
@@ -439,18 +492,29 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run(peers: list[str], log=print) -> str:
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
     logs = Path(tempfile.mkdtemp(prefix="syn-bench-peers-"))
     ports = Ports()
     v = versions()
     ours = System("Synesthesia", start_synesthesia(False, ports, logs))
     systems = [ours, System("Synesthesia, raw pixels", start_synesthesia(True, ports, logs)),
                System("Synesthesia, input warnings off", start_synesthesia(False, ports, logs, input_warnings=False)),
-               System("Synesthesia via gateway", start_gateway(ours, ports, logs))]
+               System("Synesthesia via gateway", start_gateway(ours, ports, logs)),
+               # A switch a user has (services/runtime/acceleration.py), not what the peers compute: the
+               # targets are read from the default row.
+               System("Synesthesia, encoders compiled (SYN_TORCH_COMPILE=default)",
+                      start_synesthesia(False, ports, logs, compile_mode="default"))]
     labels = {"triton": f"Triton (PyTriton {v['triton']})", "torchserve": f"TorchServe {v['torchserve']}",
               "ray": f"Ray Serve {v['ray']}"}
     starters = {"triton": start_triton, "torchserve": start_torchserve, "ray": start_ray}
     failures: dict[str, str] = {}
+    if placement:
+        placement.to_servers()
     with torch_threads(THREADS):
         captioner, embedder = work.Captioning(), work.Embedding()
         reference = {"captioning": [text for text, _ in captioner(PNGS)], "embedding": list(embedder(PNGS))}
@@ -462,6 +526,8 @@ def run(peers: list[str], log=print) -> str:
             log(f"[peers] starting {system.name}")
             try:
                 system.calls = system.start(system)
+                if placement:
+                    placement.pin(system)
                 check_agreement(system, reference)
                 live.append(system)
             except Exception as exc:  # noqa: BLE001 - reported in the table, the others still run
@@ -472,15 +538,21 @@ def run(peers: list[str], log=print) -> str:
         for concurrency in CONCURRENCIES:
             calls = max(24, 4 * concurrency)
             for round_ in range(ROUNDS):
+                if placement:
+                    placement.to_servers()
                 with torch_threads(THREADS):
                     for model, rate in in_process_rates(captioner, embedder).items():
                         in_process[model].append(rate)
+                if placement:
+                    placement.to_clients()
                 order = live[round_ % len(live):] + live[:round_ % len(live)]
                 for model in MODELS:
                     for system in order:
-                        before = system.cpu_seconds()
+                        before, own_before = system.cpu_seconds(), _own_cpu_seconds()
                         result = drive(system.calls[model], concurrency, calls)
                         spent = system.cpu_seconds() - before
+                        system.client_cpu_s.setdefault(model, {}).setdefault(concurrency, 0.0)
+                        system.client_cpu_s[model][concurrency] += _own_cpu_seconds() - own_before
                         system.results.setdefault(model, {})[concurrency] = merge(
                             system.results.get(model, {}).get(concurrency), result)
                         system.cpu_s.setdefault(model, {}).setdefault(concurrency, 0.0)
@@ -493,13 +565,18 @@ def run(peers: list[str], log=print) -> str:
         for system in live:
             system.stop()
     load_after = load_average()
-    return report(live, failures, in_process, load_before, load_after, started_at)
+    return report(live, failures, in_process, load_before, load_after, started_at, placement)
 
 
 def report(live: list[System], failures: dict, in_process: dict, load_before: str, load_after: str,
-           started_at: datetime.datetime) -> str:
+           started_at: datetime.datetime, placement: Placement | None = None) -> str:
     ours = next((s for s in live if s.name == "Synesthesia"), None)
-    lines = [section.START, "## peers", "", (__doc__ or "").split("\n\n", 1)[1].strip(), "",
+    start, end = section.markers(section.SPLIT if placement else section.SHARED)
+    heading = "## peers, servers and load generator on separate CPUs" if placement else "## peers"
+    # The split run's section refers to the shared one's description instead of repeating it.
+    about = ("As in the section above, except where the processes run: " + placement.describe() + "."
+             if placement else (__doc__ or "").split("\n\n", 1)[1].strip())
+    lines = [start, heading, "", about, "",
              f"Run {started_at:%Y-%m-%d %H:%M} UTC, {ROUNDS} rounds; load average (1, 5, 15 min) before "
              f"{load_before}, after {load_after} on {os.cpu_count()} cores; torch {torch.__version__}, "
              f"{THREADS} intra-op thread(s) everywhere.", ""]
@@ -512,8 +589,9 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                   f"In-process reference (work.py on batches of 16 PNGs, decode included, same run): "
                   f"{best:.1f}/s (best of {len(rates)} measurements).", "",
                   "| concurrency | system | calls | throughput /s | p50 ms | p99 ms | errors | server CPU ms/call "
-                  "| peak RSS MB | agrees (of 32) | Synesthesia / system | system / in-process |",
-                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| load generator CPU ms/call | peak RSS MB | agrees (of 32) | Synesthesia / system "
+                  "| system / in-process |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for concurrency in CONCURRENCIES:
             ours_rate = ours.results[model][concurrency].throughput(1) if ours else float("nan")
             for system in live:
@@ -522,9 +600,11 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                     continue
                 rate = result.throughput(1)
                 cpu = 1000.0 * system.cpu_s[model][concurrency] / max(1, result.calls)
+                client_cpu = 1000.0 * system.client_cpu_s[model][concurrency] / max(1, result.calls)
                 lines.append(
                     f"| {concurrency} | {system.name} | {result.calls} | {rate:.1f} | {result.percentile(0.5):.1f} | "
-                    f"{result.percentile(0.99):.1f} | {result.errors} | {cpu:.1f} | {system.peak_rss_mb:.0f} | "
+                    f"{result.percentile(0.99):.1f} | {result.errors} | {cpu:.1f} | {client_cpu:.1f} | "
+                    f"{system.peak_rss_mb:.0f} | "
                     f"{system.agreement.get(model, 0)} | {ours_rate / rate if rate else float('nan'):.2f} | "
                     f"{rate / best:.2f} |")
         lines.append("")
@@ -557,7 +637,7 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
         lines += ["### Systems that did not run", ""]
         lines += [f"- {name}: `{why.strip().splitlines()[-1] if why.strip() else why}`" for name, why in failures.items()]
         lines.append("")
-    lines.append(section.END)
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -565,13 +645,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="BENCHMARKS.md")
     parser.add_argument("--peers", default=os.environ.get("SYN_BENCH_PEERS", ",".join(envs.PEERS)))
+    parser.add_argument("--split", action="store_true",
+                        help="servers on the upper half of the CPUs, the load generator on the rest (own section)")
     args = parser.parse_args()
+    placement = Placement(os.sched_getaffinity(0)) if args.split else None
     os.environ.setdefault("SYN_TORCH_THREADS", str(THREADS))
     # A terminated run still stops every server it started (the finally blocks run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     peers = [p for p in args.peers.split(",") if p]
-    text = run(peers)
-    section.write(Path(args.out), text)
+    text = run(peers, placement=placement)
+    section.write(Path(args.out), text, section.SPLIT if placement else section.SHARED)
     print(text)
     print(f"wrote {args.out}")
     return 0

@@ -1,24 +1,33 @@
 """Where the peer comparison lives in BENCHMARKS.md: between two markers, so `make bench` (the
-service benchmarks) and `make bench-peers` can each regenerate their part without the other's."""
+service benchmarks) and `make bench-peers` can each regenerate their part without the other's. The
+shared-cores run and the split-cores run (`--split`) each have markers of their own."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-START = "<!-- bench-peers:start -->"
-END = "<!-- bench-peers:end -->"
+SHARED = "bench-peers"
+SPLIT = "bench-peers-split"
 
 
-def current(text: str) -> str:
-    """The marked section of `text`, markers included, or ""."""
-    if START not in text or END not in text:
+def markers(name: str = SHARED) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+START, END = markers(SHARED)
+
+
+def current(text: str, name: str = SHARED) -> str:
+    """The section `name` of `text`, markers included, or ""."""
+    start, end = markers(name)
+    if start not in text or end not in text:
         return ""
-    return text[text.index(START):text.index(END) + len(END)]
+    return text[text.index(start):text.index(end) + len(end)]
 
 
-def write(out: Path, section: str) -> None:
-    """Replace the marked section of `out` with `section` (appended when absent)."""
+def write(out: Path, section: str, name: str = SHARED) -> None:
+    """Replace the section `name` of `out` with `section` (appended when absent)."""
     text = out.read_text() if out.exists() else "# Benchmarks\n"
-    old = current(text)
+    old = current(text, name)
     text = text.replace(old, section) if old else text.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(text)
