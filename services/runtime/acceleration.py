@@ -6,9 +6,11 @@
 | `SYN_CHANNELS_LAST` | 0 (default), 1 | convolution weights and input batches in NHWC (`torch.channels_last`), the layout cuDNN's tensor-core kernels want |
 | `SYN_TORCH_COMPILE` | off (default), default, reduce-overhead, max-autotune | `torch.compile` of the convolutional image encoders with that mode; `reduce-overhead` captures CUDA graphs on a GPU |
 
-They pay on a GPU (tensor cores, fewer kernel launches); on a CPU they mostly cost (bf16 matmuls
-without AMX, compile time), so the defaults stay off and each switch is tested for equivalence on
-CPU against float32 eager (tests/runtime/test_acceleration.py states the tolerances).
+They pay on a GPU (tensor cores, fewer kernel launches). On a CPU autocast costs (bf16 matmuls
+without AMX) and `torch.compile` pays some (+12-16% at concurrency 32 on the 2-core machine) but needs
+a C++ compiler at run time and 10-30 s more start-up, so the defaults stay off and each switch is
+tested for equivalence on CPU against float32 eager (tests/runtime/test_acceleration.py states the
+tolerances). A compiled function is warmed at every batch size the batcher can form (`warm`).
 """
 
 from __future__ import annotations

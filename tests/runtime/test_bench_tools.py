@@ -48,6 +48,9 @@ def test_the_shared_and_split_runs_keep_sections_of_their_own(tmp_path):
     assert section.current(text) == f"{shared_start}\nshared 2\n{shared_end}"
     assert section.current(text, section.SPLIT) == f"{split_start}\nsplit 1\n{split_end}"
     assert "shared 1" not in text
+    # What `make bench` writes back after its own sections: both, shared first.
+    assert section.kept(text) == [f"{shared_start}\nshared 2\n{shared_end}", f"{split_start}\nsplit 1\n{split_end}"]
+    assert section.kept("# Benchmarks\n") == []
 
 
 def test_the_split_run_gives_the_servers_the_upper_half_of_the_cpus(tmp_path):

@@ -31,3 +31,8 @@ def write(out: Path, section: str, name: str = SHARED) -> None:
     old = current(text, name)
     text = text.replace(old, section) if old else text.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(text)
+
+
+def kept(text: str) -> list[str]:
+    """The peer sections of `text` (shared, then split), for `make bench` to write back after its own."""
+    return [found for found in (current(text, name) for name in (SHARED, SPLIT)) if found]
