@@ -103,6 +103,18 @@ def test_a_compiled_encoder_is_compiled_for_every_batch_size_before_it_serves(mo
             np.testing.assert_allclose(vectors, reference[2][:size], atol=1e-4)
 
 
+def test_a_compile_that_fails_in_the_warm_up_names_the_setting():
+    def no_compiler(batch):
+        if batch.shape[0] == 3:
+            raise OSError("g++: not found")
+        return batch
+
+    with pytest.raises(RuntimeError, match=r"SYN_TORCH_COMPILE=default: compiling at batch size 3 failed "
+                                           r"\(OSError: g\+\+: not found\)"):
+        Acceleration(compile="default").warm(no_compiler, torch.zeros(1, 3, 8, 8), 4, CPU)
+    Acceleration().warm(no_compiler, torch.zeros(1, 3, 8, 8), 4, CPU)  # off: nothing is called
+
+
 def test_settings_are_read_and_bad_values_refused(monkeypatch):
     monkeypatch.setenv("SYN_AUTOCAST", "BF16")
     monkeypatch.setenv("SYN_CHANNELS_LAST", "1")
