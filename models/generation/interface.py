@@ -57,12 +57,13 @@ class ImageToImageTranslator(Protocol):
     def input_warnings(self, image: Image.Image) -> list[str]: ...
 
 
-def self_test(model) -> None:
+def self_test(model, input_warnings: bool = True) -> None:
     """Text-to-image: two prompts with 1 and 2 noise rows; image-to-image: two images of other sizes.
     Outputs must be uint8 images of the promised count and size."""
     if hasattr(model, "translate_images"):
         images = [Image.new("RGB", (64, 48), (200, 30, 30)), Image.new("RGB", (40, 40))]
-        check_input_warnings(model, images)
+        if input_warnings:
+            check_input_warnings(model, images)
         found = model.translate_images(images)
         for image, out in zip(images, found):
             if out.dtype != np.uint8 or out.shape != (image.height, image.width, 3):

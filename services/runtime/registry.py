@@ -219,7 +219,7 @@ class ModelRegistry:
         for served in self.models.values():
             with torch.inference_mode():
                 try:
-                    families.self_test(served.task, served.model)
+                    families.self_test(served.task, served.model, input_warnings=served.warns)
                 except Exception as exc:
                     raise RuntimeError(f"model {served.name!r} failed its warm-up check: {exc}") from exc
 

@@ -1,7 +1,10 @@
 """SYN_INPUT_WARNINGS: the built-ins' out-of-world note is on by default and off when the setting says so,
-and switching it off changes nothing else in the answer."""
+switching it off changes nothing else in the answer, and a service with it off never loads the
+compiled check (numba's LLVM, about 110 MB per process)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 
@@ -20,3 +23,8 @@ def test_the_out_of_world_note_follows_syn_input_warnings(shared_service, captio
         reply = captioning_pb2_grpc.CaptioningStub(channel).Caption(caption_request(photo))
     assert list(reply.warnings) == []
     assert reply.caption == default.caption and abs(reply.log_probability - default.log_probability) < 1e-5
+
+    def llvm_loaded(service) -> bool:
+        return "llvmlite" in Path(f"/proc/{service.process.pid}/maps").read_text()
+
+    assert llvm_loaded(shared_service("captioning")) and not llvm_loaded(quiet)
