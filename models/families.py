@@ -114,10 +114,13 @@ def self_test(task: str, model, input_warnings: bool = True) -> None:
     importlib.import_module(INTERFACES[task]).self_test(model, input_warnings=input_warnings)
 
 
-def check_input_warnings(model, images) -> None:
+def check_input_warnings(model, images, enabled: bool = True) -> None:
     """Part of each image task's self-test: the model's notes on its synthetic pictures are lists of
     strings. For the built-ins this also loads their compiled out-of-world check (numba, seconds)
-    before the service reports SERVING rather than in its first call."""
+    before the service reports SERVING rather than in its first call; not `enabled` (the self-test's
+    `input_warnings`), nothing is asked."""
+    if not enabled:
+        return
     for image in images:
         notes = model.input_warnings(image)
         if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):

@@ -39,8 +39,7 @@ def self_test(model: SoundLocalizer, input_warnings: bool = True) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), np.zeros((40, 40, 3), np.uint8)]
     clip = (0.1 * rng.standard_normal(max(model.min_samples, model.sample_rate // 2))).astype(np.float32)
-    if input_warnings:
-        check_input_warnings(model, images)
+    check_input_warnings(model, images, input_warnings)
     found = model.localize(images, [clip, clip])
     if len(found) != 2:
         raise RuntimeError(f"warm-up: 2 pairs gave {len(found)} results")

@@ -35,14 +35,13 @@ class BuiltinCaptioner:
     def input_warnings_each(self, images: list[Image.Image]) -> list[list[str]]:
         return warnings_for(self.name, images)
 
-    def accelerate(self, acceleration, max_batch_size: int = 1) -> None:
+    def accelerate(self, acceleration, max_batch_size: int) -> None:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py): layout, compiled encoder
         (compiled here for every batch size up to `max_batch_size`), autocast around decoding."""
         self.acceleration = acceleration
         acceleration.module(self.model)
-        self.model.encode = acceleration.function(self.model.encode)
-        blank = images_to_batch([np.zeros((self.image_size, self.image_size, 3), np.uint8)], self.image_size)
-        acceleration.warm(self.model.encode, blank, max_batch_size, next(self.model.parameters()).device)
+        self.model.encode = acceleration.encoder(self.model.encode, self.image_size, max_batch_size,
+                                                 next(self.model.parameters()).device)
 
     def caption(self, pixels, beam_sizes, max_lengths, on_settled=None):
         device = next(self.model.parameters()).device

@@ -46,8 +46,7 @@ def self_test(model: Captioner, input_warnings: bool = True) -> None:
     """Two synthetic images through prepare and caption: one caption each, finite scores, maps that sum to 1."""
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)), Image.new("RGB", (40, 40))]
-    if input_warnings:
-        check_input_warnings(model, images)
+    check_input_warnings(model, images, input_warnings)
     pixels = torch.stack([model.prepare(image) for image in images])
     found = model.caption(pixels, [2, 1], [4, 4])
     if len(found) != len(images):

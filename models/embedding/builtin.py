@@ -37,14 +37,13 @@ class BuiltinEmbedder:
     def input_warnings_each(self, images: list[Image.Image]) -> list[list[str]]:
         return warnings_for(self.name, images)
 
-    def accelerate(self, acceleration, max_batch_size: int = 1) -> None:
+    def accelerate(self, acceleration, max_batch_size: int) -> None:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py); a compiled encoder is
         compiled here for every batch size up to `max_batch_size`."""
         self.acceleration = acceleration
         acceleration.module(self.model)
-        self._encode_images = acceleration.function(self.model.encode_images)
-        blank = images_to_batch([np.zeros((self.image_size, self.image_size, 3), np.uint8)], self.image_size)
-        acceleration.warm(self._encode_images, blank, max_batch_size, self.device)
+        self._encode_images = acceleration.encoder(self.model.encode_images, self.image_size, max_batch_size,
+                                                   self.device)
 
     def embed_images(self, items: list[np.ndarray]) -> torch.Tensor:
         pixels = images_to_batch(items, self.image_size).to(self.device)

@@ -79,6 +79,5 @@ def self_test(model, input_warnings: bool = True) -> None:
         _check(model.embed_audio(clips), 2, model.dimension, "clips")
     else:
         images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)), Image.new("RGB", (40, 40))]
-        if input_warnings:
-            check_input_warnings(model, images)
+        check_input_warnings(model, images, input_warnings)
         _check(model.embed_images([model.prepare(i) for i in images]), 2, model.dimension, "images")

@@ -62,8 +62,7 @@ def self_test(model, input_warnings: bool = True) -> None:
     Outputs must be uint8 images of the promised count and size."""
     if hasattr(model, "translate_images"):
         images = [Image.new("RGB", (64, 48), (200, 30, 30)), Image.new("RGB", (40, 40))]
-        if input_warnings:
-            check_input_warnings(model, images)
+        check_input_warnings(model, images, input_warnings)
         found = model.translate_images(images)
         for image, out in zip(images, found):
             if out.dtype != np.uint8 or out.shape != (image.height, image.width, 3):

@@ -77,18 +77,27 @@ class Acceleration:
         """
         if self.compile == "off":
             return
-        try:
-            with torch.inference_mode(), self.autocasting(device):
-                for size in range(1, max_batch_size + 1):
-                    # A new tensor made in inference mode, as the batcher's batches are: its guards include
-                    # the tensor's dispatch keys, so a normal tensor here would be a different graph.
-                    fn(self.images(example.to(device).repeat(size, *[1] * (example.dim() - 1))))
-        except Exception as exc:
-            # Inductor's own error says nothing of the setting that asked for it (on a CPU the usual
-            # cause is no C++ compiler where the service runs, as in the container image).
-            raise RuntimeError(f"SYN_TORCH_COMPILE={self.compile}: compiling at batch size {size} failed "
-                               f"({type(exc).__name__}: {exc}); on a CPU torch.compile needs a C++ compiler "
-                               "where the service runs; SYN_TORCH_COMPILE=off serves eager") from exc
+        with torch.inference_mode(), self.autocasting(device):
+            for size in range(1, max_batch_size + 1):
+                # A new tensor made in inference mode, as the batcher's batches are: its guards include
+                # the tensor's dispatch keys, so a normal tensor here would be a different graph.
+                batch = self.images(example.to(device).repeat(size, *[1] * (example.dim() - 1)))
+                try:
+                    fn(batch)
+                except Exception as exc:
+                    # Inductor's own error says nothing of the setting that asked for it (on a CPU the
+                    # usual cause is no C++ compiler where the service runs, as in the container image).
+                    raise RuntimeError(
+                        f"SYN_TORCH_COMPILE={self.compile}: compiling at batch size {size} failed "
+                        f"({type(exc).__name__}: {exc}); on a CPU torch.compile needs a C++ compiler where "
+                        "the service runs; SYN_TORCH_COMPILE=off serves eager") from exc
+
+    def encoder(self, fn, image_size: int, max_batch_size: int, device):
+        """An image encoder `fn` (float [B, 3, image_size, image_size] in) compiled with the chosen mode
+        and warmed at every batch size up to `max_batch_size` (`warm`); `fn` itself when compile is off."""
+        compiled = self.function(fn)
+        self.warm(compiled, torch.zeros(1, 3, image_size, image_size), max_batch_size, device)
+        return compiled
 
     def images(self, pixels: torch.Tensor) -> torch.Tensor:
         """An image batch [B,C,H,W] in the chosen memory format."""

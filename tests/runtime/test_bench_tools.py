@@ -10,11 +10,12 @@ from tests.benchmarks.peers.profile import categorise
 def test_the_peer_section_is_replaced_in_place_and_appended_when_missing(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\n## audio\n\nrows\n")
-    first = f"{section.START}\n## peers\n\nrun 1\n{section.END}"
+    start, end = section.markers()
+    first = f"{start}\n## peers\n\nrun 1\n{end}"
     section.write(out, first)
     assert out.read_text().startswith("# Benchmarks\n\n## audio\n\nrows\n") and section.current(out.read_text()) == first
     out.write_text(out.read_text() + "\n## after\n")
-    second = f"{section.START}\n## peers\n\nrun 2\n{section.END}"
+    second = f"{start}\n## peers\n\nrun 2\n{end}"
     section.write(out, second)
     text = out.read_text()
     assert "run 1" not in text and section.current(text) == second and text.endswith("## after\n")

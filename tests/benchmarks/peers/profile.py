@@ -101,8 +101,7 @@ def profile(concurrency: int, seconds: float, service: str = "captioning", log=p
         per_thread[name][categorise(stack)] += int(count)
     log(f"raw stacks: {out}")
     lines = [f"{service.capitalize()} service at concurrency {concurrency}, {seconds:.0f} s sampled at 100 Hz "
-             f"with py-spy "
-             f"(idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+             f"with py-spy (idle included); load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
              f"{os.cpu_count()} cores.", "",
              "| thread | samples | " + " | ".join(c for c, _ in CATEGORIES) + " | other |",
              "| --- | ---: | " + " | ".join("---:" for _ in CATEGORIES) + " | ---: |"]

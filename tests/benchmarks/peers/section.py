@@ -14,9 +14,6 @@ def markers(name: str = SHARED) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
-START, END = markers(SHARED)
-
-
 def current(text: str, name: str = SHARED) -> str:
     """The section `name` of `text`, markers included, or ""."""
     start, end = markers(name)
