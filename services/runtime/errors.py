@@ -49,6 +49,10 @@ class ServiceError(Exception):
         self.message = message
         self.field_violations = list(field_violations)
 
+    def __reduce__(self):
+        # Crosses a process (SYN_MODEL_PROCESS) whole: code, message and the fields it names.
+        return type(self), (self.code, self.message, self.field_violations)
+
     def to_status(self, request_id: str = "") -> status_pb2.Status:
         details = []
         if self.field_violations:

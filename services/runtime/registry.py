@@ -52,6 +52,7 @@ class ServedModel:
     task: str
     entry: Any  # models.repository.ModelEntry
     model: Any
+    # Its DynamicBatcher, or with SYN_MODEL_PROCESS its model_process.WorkerProcess (the same interface).
     batcher: DynamicBatcher
     is_default: bool = False
     extra: dict = field(default_factory=dict)
@@ -173,12 +174,13 @@ class ModelRegistry:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Load every entry strictly onto the device and give it a batcher (blocking: call in a thread)."""
+    def load(self, only: str | None = None) -> None:
+        """Load every entry (or the one named `only`: a model's worker process) strictly onto the device
+        and give it a batcher (blocking: call in a thread)."""
         from models import families
         from models.repository import RepositoryError
 
-        entries = self.entries()
+        entries = [e for e in self.entries() if only is None or e.name == only]
         if not entries:
             log.warning("%s: no model in the repository %s for %s", self.service, self.repository,
                         ", ".join(self.tasks))
@@ -210,6 +212,16 @@ class ModelRegistry:
                 chosen.is_default = True
                 self.defaults[task] = chosen.name
 
+    def start_workers(self) -> None:
+        """SYN_MODEL_PROCESS: each model batches and runs in a worker process of its own, loaded and
+        self-tested there before this returns (blocking: call in a thread)."""
+        from .model_process import WorkerProcess
+
+        for served in self.models.values():
+            worker = WorkerProcess(self.service, self.forward.__self__, self.forward, self.settings, served.name)
+            worker.start()
+            self.batchers[self.batchers.index(served.batcher)] = served.batcher = worker
+
     def self_test(self) -> None:
         """Every model's task check on synthetic inputs (blocking: call in a thread)."""
         import torch
@@ -226,6 +238,8 @@ class ModelRegistry:
     async def warm_up(self) -> None:
         await asyncio.to_thread(self.load)
         await asyncio.to_thread(self.self_test)
+        if self.settings.model_process:
+            await asyncio.to_thread(self.start_workers)
         self.loaded = True
 
     async def close(self) -> None:

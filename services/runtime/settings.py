@@ -150,6 +150,9 @@ class Settings:
     # responses' `warnings`; false skips that check (the built-ins': about 0.07 ms of CPU per 64 px
     # picture in a batch, compiled with numba).
     input_warnings: bool = True
+    # Each model's batches in a worker process of its own (services/runtime/model_process.py): the
+    # model and the gRPC front end stop sharing one GIL; costs the weights twice in memory.
+    model_process: bool = False
 
     def __post_init__(self) -> None:
         # log_level is matched case-insensitively; everything downstream sees upper case.

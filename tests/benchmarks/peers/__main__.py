@@ -284,14 +284,17 @@ def synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict
     return {"captioning": caption, "embedding": embed}
 
 
-def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True, compile_mode: str = "off"):
+def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True, compile_mode: str = "off",
+                      model_process: bool = False):
     """Our captioning and embedding services. `input_warnings=False` skips the built-ins' out-of-world
     check (SYN_INPUT_WARNINGS), so that row computes exactly what the peers' work.py computes;
-    `compile_mode` is SYN_TORCH_COMPILE (torch.compile of the image encoders; the peers run work.py eager)."""
+    `compile_mode` is SYN_TORCH_COMPILE (torch.compile of the image encoders; the peers run work.py eager);
+    `model_process` is SYN_MODEL_PROCESS (each model's batches in a worker process of its own)."""
     def start(system: System) -> dict:
         env = {"SYN_TORCH_THREADS": str(THREADS), "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
                "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS), "SYN_INPUT_WARNINGS": str(input_warnings).lower(),
-               "SYN_TORCH_COMPILE": compile_mode, "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
+               "SYN_TORCH_COMPILE": compile_mode, "SYN_MODEL_PROCESS": str(model_process).lower(),
+               "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
         servers = []
         for module in ("services.captioning", "services.embedding"):
             server = ServiceProcess(module, env, log_dir=logs, port=ports.take()).start(timeout_s=600)
@@ -508,7 +511,9 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
                # A switch a user has (services/runtime/acceleration.py), not what the peers compute: the
                # targets are read from the default row.
                System("Synesthesia, encoders compiled (SYN_TORCH_COMPILE=default)",
-                      start_synesthesia(False, ports, logs, compile_mode="default"))]
+                      start_synesthesia(False, ports, logs, compile_mode="default")),
+               System("Synesthesia, model process (SYN_MODEL_PROCESS=true)",
+                      start_synesthesia(False, ports, logs, model_process=True))]
     labels = {"triton": f"Triton (PyTriton {v['triton']})", "torchserve": f"TorchServe {v['torchserve']}",
               "ray": f"Ray Serve {v['ray']}"}
     starters = {"triton": start_triton, "torchserve": start_torchserve, "ray": start_ray}
