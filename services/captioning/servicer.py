@@ -37,6 +37,7 @@ from services.captioning.explain import CaptioningExplainer
 from services.captioning.settings import CaptioningSettings
 from services.runtime import (
     FIT_FOR_MODELS_PX,
+    SET_IN_BATCH,
     ModelRegistry,
     ServedModel,
     Settings,
@@ -62,9 +63,9 @@ class CaptionJob:
     # The request's image, decoded in the batch (the model thread) when `pixels` is None.
     image: common_pb2.Image | None = field(default=None, repr=False)
     # Set once the image is decoded (attention maps refer to this size), with the model's notes on it.
-    width: int = 0
-    height: int = 0
-    warnings: list[str] = field(default_factory=list)
+    width: int = field(default=0, metadata=SET_IN_BATCH)
+    height: int = field(default=0, metadata=SET_IN_BATCH)
+    warnings: list[str] = field(default_factory=list, metadata=SET_IN_BATCH)
 
 
 class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):

@@ -58,6 +58,7 @@ from services.embedding.store import (
 )
 from services.runtime import (
     FIT_FOR_MODELS_PX,
+    SET_IN_BATCH,
     AudioLimits,
     ClipReader,
     ModelRegistry,
@@ -95,7 +96,7 @@ class EmbedJob:
     # Small images (and field names for errors), decoded into `images` inside the batch.
     raw: list[tuple[common_pb2.Image, str]] | None = field(default=None, repr=False)
     # The model's notes on the images, filled where they are decoded (None: not wanted).
-    warnings: list[str] | None = field(default=None, repr=False)
+    warnings: list[str] | None = field(default=None, repr=False, metadata=SET_IN_BATCH)
 
     @property
     def modality(self) -> str:

@@ -31,6 +31,7 @@ from .images import (
     source_size,
     to_rgb,
 )
+from .model_process import SET_IN_BATCH
 from .models import numeric_metrics
 from .registry import ModelRegistry, ServedModel
 from .server import ServiceHost, run_service, serve
@@ -52,6 +53,7 @@ __all__ = [
     "ImageLimits",
     "REPO_ROOT",
     "REQUEST_ID",
+    "SET_IN_BATCH",
     "ServiceError",
     "ServedModel",
     "ServiceHost",

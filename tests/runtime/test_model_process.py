@@ -110,17 +110,23 @@ def test_concurrent_calls_share_batches_in_the_worker_and_the_service_exports_th
 
 
 def test_embeddings_from_the_worker_equal_the_in_thread_ones(shared_service, tmp_path_factory):
-    requests = [embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=encode(s)) for s in SCENES]),
-                embedding_pb2.EmbedTextsRequest(texts=["a red circle", "two blue squares"])]
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    pictures = [*SCENES, noise]
+    images = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=encode(p)) for p in pictures])
+    texts = embedding_pb2.EmbedTextsRequest(texts=["a red circle", "two blue squares"])
     answers = []
     for env in ({}, WORKER):
         index = {"SYN_EMBEDDING_INDEX_DIR": str(tmp_path_factory.mktemp("index"))}
         with grpc.insecure_channel(shared_service("embedding", {**env, **index}).target, options=OPTIONS) as channel:
             stub = embedding_pb2_grpc.EmbeddingStub(channel)
-            answers.append([from_tensor(stub.EmbedImages(requests[0], timeout=60).embeddings),
-                            from_tensor(stub.EmbedTexts(requests[1], timeout=60).embeddings)])
-    for ours, theirs in zip(answers[1], answers[0]):
-        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+            embedded = stub.EmbedImages(images, timeout=60)
+            answers.append((from_tensor(embedded.embeddings), list(embedded.warnings),
+                            from_tensor(stub.EmbedTexts(texts, timeout=60).embeddings)))
+    (ours_images, our_warnings, ours_texts), (their_images, their_warnings, their_texts) = answers[1], answers[0]
+    np.testing.assert_allclose(ours_images, their_images, atol=1e-5)
+    np.testing.assert_allclose(ours_texts, their_texts, atol=1e-5)
+    # The noise picture's note is made in the worker, into the list the handler holds.
+    assert our_warnings == their_warnings and len(our_warnings) == 1
 
 
 def test_a_worker_that_exits_fails_its_calls_with_unavailable_and_is_started_again(service_process):

@@ -13,8 +13,9 @@ over its segments, per call, and the load generator's CPU is its own process's o
 segments; peak RSS is the sum of VmHWM over the server's tree. Synesthesia's extra rows: raw pixels
 (the optional uint8 input instead of PNG), input warnings off (without the built-ins' out-of-world
 check: exactly the peers' work), via gateway (one more hop), encoders compiled
-(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use); the targets are read
-from the default row.
+(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), model process
+(SYN_MODEL_PROCESS=true: each model batches and runs in a worker process, as a peer's Python backend
+or worker does); the targets are read from the default row.
 
 With `--split` (`make bench-peers` runs both) every server, ours and the peers' alike, with every
 process and thread of its tree, runs on the upper half of the machine's CPUs and the load generator
