@@ -99,7 +99,9 @@ class WorkerProcess:
 
     A worker that exits (killed, out of memory, a library's crash on some input) fails the calls it
     held with UNAVAILABLE and is started again, as a TorchServe worker is; until it is ready, calls get
-    UNAVAILABLE at once. Restarts back off (1, 2, 4 ... 30 s) while a new worker keeps failing to start.
+    UNAVAILABLE at once. Restarts back off (at once, then 1, 2, 4 ... 30 s) while new workers keep failing
+    to start or exit within a minute (an input that crashes the model each time costs a process start
+    at most every 30 s, not a loop of them).
     """
 
     def __init__(self, service: str, servicer: object, forward: Callable, settings: Settings, model: str) -> None:
@@ -117,7 +119,8 @@ class WorkerProcess:
         self._ids = itertools.count()
         self._gone: str = ""  # why calls cannot be taken now; empty while the worker is ready
         self._closing = False
-        self.restarts = 0
+        self.restarts = 0  # since a worker last ran for a minute: the backoff
+        self._started_at = 0.0
         alive = weakref.ref(self)
         # Items sent to the worker and not answered yet (the worker's own queue is not visible from here).
         metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: len(w._waiting) if (w := alive()) else 0)
@@ -149,6 +152,7 @@ class WorkerProcess:
         self._reader = threading.Thread(target=self._read, args=(ours, process), name=f"worker-{self.model}",
                                         daemon=True)
         self._reader.start()
+        self._started_at = time.monotonic()
         self._gone = ""
         log.info("%s: model %s runs in worker process %d (SYN_MODEL_PROCESS)", self.service, self.model, process.pid)
 
@@ -267,6 +271,8 @@ class WorkerProcess:
                       f"{process.exitcode}; it is being restarted")
         log.error("%s: %s", self.service, self._gone)
         self._fail_all(unavailable(self._gone))
+        if time.monotonic() - self._started_at > 60:
+            self.restarts = 0
         self._restart()
 
 
