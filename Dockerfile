@@ -18,8 +18,9 @@ ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONUNBUFFERED=1
+# nginx-light: the gateway's optional nginx front (SYN_GATEWAY_FRONT_PORT, services/gateway/front.py).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 libsndfile1 \
+    && apt-get install -y --no-install-recommends python3 libsndfile1 nginx-light \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives /var/log/apt /var/log/dpkg.log \
     && groupadd --system --gid 10001 synesthesia \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/synesthesia --create-home \

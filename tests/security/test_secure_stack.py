@@ -24,7 +24,7 @@ from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.channels import ChannelSecurity
 from synesthesia.client import Client
 from synesthesia.pictures import png_bytes
-from synesthesia.v1 import embedding_pb2, gateway_pb2, gateway_pb2_grpc
+from synesthesia.v1 import embedding_pb2, embedding_pb2_grpc, gateway_pb2, gateway_pb2_grpc
 from scripts.dev_pki import Pki, make_pki
 from tests.servers import REPO_ROOT, free_port_offset
 
@@ -229,6 +229,69 @@ def test_the_gateway_sends_its_own_token_upstream_not_the_callers(secure_stack, 
             Client(stack.target("gateway"), embedding=stack.target("embedding"),
                    security=public).search("a red circle", collection="secure")
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        gateway.stop()
+
+
+def test_the_front_holds_tls_mtls_and_both_tokens_as_the_gateway_does(secure_stack, scenes, indexed, tmp_path):
+    """The gateway's nginx front (SYN_GATEWAY_FRONT_PORT): mutual TLS on both sides, the caller's public
+    token checked and swapped for the internal one, the request id carried to the upstream's log."""
+    from tests.servers import ServiceProcess, free_port
+
+    stack = secure_stack
+    front = free_port()
+    env = dict(stack.env) | {"SYN_AUTH_TOKEN": "public-token", "SYN_GATEWAY_UPSTREAM_TOKEN": TOKEN,
+                             "SYN_OTLP_ENDPOINT": "", "SYN_GATEWAY_FRONT_PORT": str(front),
+                             # nginx checks certificates by name only: the name in the test server certificate.
+                             "SYN_CLIENT_SERVER_NAME": "localhost"} | {
+        f"SYN_{n.upper()}_TARGET": stack.target(n) for n in PORTS if n != "gateway"}
+    env = {k: v for k, v in env.items() if k.startswith("SYN_")}
+    gateway = ServiceProcess("services.gateway", env, tmp_path, security=stack.good(token="")).start()
+    target = f"127.0.0.1:{front}"
+    search = embedding_pb2.SearchRequest(collection=indexed, text="a red circle", top_k=2)
+    try:
+        public = stack.good(token="public-token")
+        request_id = f"front-{time.time_ns()}"
+        with public.channel(target) as channel:
+            hits = embedding_pb2_grpc.EmbeddingStub(channel).Search(
+                search, metadata=public.metadata() + (("x-request-id", request_id),), timeout=60).hits
+            assert hits  # forwarded by nginx: the upstream took the internal token over mutual TLS
+            reply = gateway_pb2_grpc.GatewayStub(channel).Describe(  # not forwarded: the Python gateway
+                gateway_pb2.DescribeRequest(image={"data": png_bytes(scenes[1].image)}),
+                metadata=public.metadata(), timeout=120)
+        assert scenes[1].objects[0].shape in reply.caption.caption
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not [
+                line for line in stack.log_lines("embedding") if line.get("request_id") == request_id]:
+            time.sleep(0.3)
+        (line,) = [line for line in stack.log_lines("embedding") if line.get("request_id") == request_id]
+        assert line["method"] == "/synesthesia.v1.Embedding/Search" and line["status"] == "OK"
+        refusals = {
+            "no token": (public.with_token(""), grpc.StatusCode.UNAUTHENTICATED),
+            "the internal token": (public.with_token(TOKEN), grpc.StatusCode.UNAUTHENTICATED),
+            "the token in another case": (public.with_token("PUBLIC-TOKEN"), grpc.StatusCode.UNAUTHENTICATED),
+            # The handshake ends and nginx answers: UNAUTHENTICATED naming the setting, not UNAVAILABLE.
+            "no client certificate": (stack.good(token="public-token", cert_file="", key_file=""),
+                                      grpc.StatusCode.UNAUTHENTICATED),
+            "client certificate from another CA": (stack.good(token="public-token",
+                                                              cert_file=str(stack.pki.other_client_cert),
+                                                              key_file=str(stack.pki.other_client_key)),
+                                                   grpc.StatusCode.UNAUTHENTICATED),
+            "wrong CA": (stack.good(token="public-token", ca_file=str(stack.pki.other_ca)),
+                         grpc.StatusCode.UNAVAILABLE),
+            "plaintext": (ChannelSecurity(token="public-token"), grpc.StatusCode.UNAVAILABLE),
+        }
+        for case, (security, code) in refusals.items():
+            with security.channel(target) as channel, pytest.raises(grpc.RpcError) as err:
+                embedding_pb2_grpc.EmbeddingStub(channel).Search(search, metadata=security.metadata(), timeout=30)
+            assert err.value.code() == code, (case, err.value)
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                named = "SYN_TLS_CLIENT_CA_FILE" if "certificate" in case else "bearer token"
+                assert named in err.value.details(), case
+        # The scheme's case is free, as in the gateway.
+        with public.channel(target) as channel:
+            assert embedding_pb2_grpc.EmbeddingStub(channel).Search(
+                search, metadata=(("authorization", "bearer public-token"),), timeout=60).hits
     finally:
         gateway.stop()
 

@@ -12,7 +12,8 @@ falls on every side alike. Server CPU is the user+system time of each server's w
 over its segments, per call, and the load generator's CPU is its own process's over the same
 segments; peak RSS is the sum of VmHWM over the server's tree. Synesthesia's extra rows: raw pixels
 (the optional uint8 input instead of PNG), input warnings off (without the built-ins' out-of-world
-check: exactly the peers' work), via gateway (one more hop), encoders compiled
+check: exactly the peers' work), via gateway (one more hop), via the gateway's nginx front
+(SYN_GATEWAY_FRONT_PORT: forwarded calls go from nginx straight upstream), encoders compiled
 (SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), model process
 (SYN_MODEL_PROCESS=true: each model batches and runs in a worker process, as a peer's Python backend
 or worker does); the targets are read from the default row.
@@ -308,17 +309,26 @@ def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool 
     return start
 
 
-def start_gateway(upstream: System, ports: Ports, logs: Path):
+FRONT = "Synesthesia via the gateway's nginx front (SYN_GATEWAY_FRONT_PORT)"
+
+
+def start_gateway(upstream: System, ports: Ports, logs: Path, front: bool = False):
     """The gateway in front of `upstream`'s captioning and embedding processes, forwarding their own RPCs
-    (raw bytes both ways); its CPU and RSS include those upstream processes."""
+    (raw bytes both ways); its CPU and RSS include those upstream processes. With `front`, the calls go
+    to its nginx front (SYN_GATEWAY_FRONT_PORT), which sends them straight upstream; nginx is the
+    gateway's child, so its CPU and RSS are counted too."""
     def start(system: System) -> dict:
         if not upstream.targets:
             raise RuntimeError(f"{upstream.name} did not start")
         env = {f"SYN_{name.upper()}_TARGET": target for name, target in upstream.targets.items()}
+        front_port = ports.take() if front else 0
+        if front:
+            env["SYN_GATEWAY_FRONT_PORT"] = str(front_port)
         gateway = ServiceProcess("services.gateway", env, log_dir=logs, port=ports.take()).start(wait=False)
         system.roots += [psutil.Process(gateway.process.pid), *upstream.roots]
         system.stops.append(gateway.stop)
-        calls = synesthesia_calls(gateway.target, gateway.target, raw=False)
+        target = f"127.0.0.1:{front_port}" if front else gateway.target
+        calls = synesthesia_calls(target, target, raw=False)
         for call in calls.values():
             _wait_until("gateway", lambda call=call: call(0), gateway.process, gateway.log_path, timeout_s=300)
         return calls
@@ -509,6 +519,7 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
     systems = [ours, System("Synesthesia, raw pixels", start_synesthesia(True, ports, logs)),
                System("Synesthesia, input warnings off", start_synesthesia(False, ports, logs, input_warnings=False)),
                System("Synesthesia via gateway", start_gateway(ours, ports, logs)),
+               System(FRONT, start_gateway(ours, ports, logs, front=True)),
                # A switch a user has (services/runtime/acceleration.py), not what the peers compute: the
                # targets are read from the default row.
                System("Synesthesia, encoders compiled (SYN_TORCH_COMPILE=default)",
@@ -615,6 +626,7 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                     f"{rate / best:.2f} |")
         lines.append("")
         gateway = next((s for s in live if s.name == "Synesthesia via gateway"), None)
+        front = next((s for s in live if s.name == FRONT), None)
         same_work = next((s for s in live if s.name == "Synesthesia, input warnings off"), None)
         peers = [s for s in live if not s.name.startswith("Synesthesia")]
         if ours:
@@ -632,9 +644,10 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                     same = ""
                 # The hop at concurrency 1 only (the target's): with callers queueing, a p50 difference
                 # between two segments measures the queue, not the hop.
-                hop = (f", gateway hop {gateway.results[model][concurrency].percentile(0.5) - mine.percentile(0.5):+.1f} "
-                       "ms p50" if concurrency == 1 and gateway and gateway.results.get(model, {}).get(concurrency)
-                       else "")
+                hop = "".join(
+                    f", {label} hop {via.results[model][1].percentile(0.5) - mine.percentile(0.5):+.1f} ms p50"
+                    for label, via in (("gateway", gateway), ("nginx front", front))
+                    if concurrency == 1 and via and via.results.get(model, {}).get(1))
                 checks.append(f"concurrency {concurrency}: Synesthesia / fastest peer "
                               f"{min(ratios) if ratios else float('nan'):.2f}{same}, service / in-process "
                               f"{mine.throughput(1) / best:.2f}{hop}")
