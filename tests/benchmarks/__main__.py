@@ -7,31 +7,15 @@ import datetime
 import importlib
 import os
 import pkgutil
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from tests.benchmarks.harness import THREADS, markdown_table, run_scenario
+from tests.benchmarks.harness import THREADS, machine, markdown_table, run_scenario
 from tests.benchmarks.peers import section
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, GPU: {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)")
 
 
 def modules(only: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -32,6 +33,22 @@ from tests.servers import ServiceProcess
 # "service / in-process" compares like with like. One by default: on a small shared machine more threads
 # mostly measure contention (two threads contending with other work were measured 10-100x slower).
 THREADS = int(os.environ.get("SYN_BENCH_THREADS", "1"))
+
+
+def machine(threads: int | None = None) -> str:
+    """CPU, cores, memory, GPU, Python, torch and threads: what a benchmark section was measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, GPU: {gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {threads or torch.get_num_threads()} intra-op thread(s)")
 
 
 @contextlib.contextmanager

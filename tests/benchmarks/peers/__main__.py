@@ -53,13 +53,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
-import torch
 
 from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.pictures import png_bytes
 from synesthesia.tensors import from_tensor
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
-from tests.benchmarks.harness import THREADS, LoadResult, drive, torch_threads
+from tests.benchmarks.harness import THREADS, LoadResult, drive, machine, torch_threads
 from tests.benchmarks.peers import envs, protocols, section, work
 from tests.servers import REPO_ROOT, ServiceProcess, free_port
 
@@ -595,8 +594,7 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
              if placement else (__doc__ or "").split("\n\n", 1)[1].strip())
     lines = [start, heading, "", about, "",
              f"Run {started_at:%Y-%m-%d %H:%M} UTC, {ROUNDS} rounds; load average (1, 5, 15 min) before "
-             f"{load_before}, after {load_after} on {os.cpu_count()} cores; torch {torch.__version__}, "
-             f"{THREADS} intra-op thread(s) everywhere.", ""]
+             f"{load_before}, after {load_after}; {machine(THREADS)} everywhere.", ""]
     for model in MODELS:
         rates = in_process.get(model) or []
         best = max(rates) if rates else float("nan")
