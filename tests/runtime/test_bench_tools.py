@@ -99,3 +99,17 @@ def test_placement_moves_every_thread_of_the_process_and_new_threads_inherit_it(
     finally:
         Placement._move(os.getpid(), available)
     assert os.sched_getaffinity(0) == available
+
+
+def test_a_partial_service_benchmark_run_replaces_only_its_own_sections():
+    """`python -m tests.benchmarks --only gateway` keeps every other module's section and the peers'."""
+    from tests.benchmarks.__main__ import merged
+
+    start, end = section.markers()
+    previous = (f"# Benchmarks\n\nMachine: old.\n\n## audio\n\naudio rows\n\n### sub\n\nmore\n\n## gateway\n\nold hop\n\n"
+                f"## soak\n\nsoak rows\n\n{start}\n## peers\n\npeer rows\n{end}\n")
+    sections = merged(previous, ["## gateway\n\nMeasured now.\n\nnew hop", "## new\n\nfresh"])
+    assert [s.split("\n", 1)[0] for s in sections] == ["## audio", "## gateway", "## new", "## soak"]
+    assert sections[0] == "## audio\n\naudio rows\n\n### sub\n\nmore"
+    assert sections[1] == "## gateway\n\nMeasured now.\n\nnew hop" and "old hop" not in "".join(sections)
+    assert not any("peer rows" in s for s in sections)  # the peers' sections are written back by section.kept
