@@ -106,8 +106,8 @@ def test_a_partial_service_benchmark_run_replaces_only_its_own_sections():
     from tests.benchmarks.__main__ import merged
 
     start, end = section.markers()
-    previous = (f"# Benchmarks\n\nMachine: old.\n\n## audio\n\naudio rows\n\n### sub\n\nmore\n\n## gateway\n\nold hop\n\n"
-                f"## soak\n\nsoak rows\n\n{start}\n## peers\n\npeer rows\n{end}\n")
+    previous = (f"# Benchmarks\n\nMachine: old.\n\n## audio\n\naudio rows\n\n### sub\n\nmore\n\n"
+                f"## gateway\n\nold hop\n\n## soak\n\nsoak rows\n\n{start}\n## peers\n\npeer rows\n{end}\n")
     sections = merged(previous, ["## gateway\n\nMeasured now.\n\nnew hop", "## new\n\nfresh"])
     assert [s.split("\n", 1)[0] for s in sections] == ["## audio", "## gateway", "## new", "## soak"]
     assert sections[0] == "## audio\n\naudio rows\n\n### sub\n\nmore"
