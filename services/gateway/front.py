@@ -333,6 +333,9 @@ class NginxFront:
             if self._stopping:
                 return
             log.error("gateway front: nginx exited with %s; starting it again", code)
+            # Workers outlive a master that was killed alone, and would keep the port: end its group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.sleep(1.0)
             try:
                 await self._spawn()
