@@ -70,6 +70,16 @@ def _address(target: str) -> str:
     return target.removeprefix("dns:///").removeprefix("dns:")
 
 
+def _host(target: str) -> str:
+    """The host of a gRPC target, without an IPv6 address's brackets."""
+    return _address(target).rsplit(":", 1)[0].strip("[]")
+
+
+def _bracketed(host: str) -> str:
+    """A host as it goes before `:port` (an IPv6 address in brackets)."""
+    return f"[{host.strip('[]')}]" if ":" in host else host
+
+
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -92,7 +102,7 @@ def _verified_name(security: ChannelSecurity, target: str) -> str:
     """
     if security.server_name:
         return security.server_name
-    host = _address(target).rsplit(":", 1)[0].strip("[]")
+    host = _host(target)
     if not _is_address(host):
         return host
     raise SettingsError(f"SYN_GATEWAY_FRONT_PORT with TLS upstreams: {target} is an address, and nginx checks "
@@ -142,15 +152,11 @@ def render(settings: Settings, own: GatewaySettings, targets: UpstreamTargets, g
     security = upstream_security(settings, own)
     _checked_token(security.token, "SYN_GATEWAY_UPSTREAM_TOKEN")
     scheme = "grpcs" if security.uses_tls else "grpc"
-    # The front reaches the gateway's own port on loopback, checking its certificate as `localhost`
-    # (or SYN_CLIENT_SERVER_NAME): the name every certificate for a local port carries.
-    tls = _upstream_tls(security, "localhost:0")
     if settings.tls and not security.uses_tls:
         raise SettingsError("SYN_GATEWAY_FRONT_PORT with SYN_TLS_CERT_FILE: the front reaches the gateway's own "
                             "port over TLS too, and needs SYN_CLIENT_CA_FILE (and SYN_CLIENT_CERT_FILE/KEY_FILE "
                             "under mutual TLS) to do so")
     gateway_scheme = "grpcs" if settings.tls else "grpc"
-    listen = f"{settings.host}:{own.front_port}" if ":" not in settings.host else f"[{settings.host}]:{own.front_port}"
     lines = [
         "# Written by services/gateway/front.py at each start of the gateway; not meant to be edited.",
         "worker_processes 1;",
@@ -185,7 +191,7 @@ def render(settings: Settings, own: GatewaySettings, targets: UpstreamTargets, g
               "    keepalive_requests 1000000;", "  }"]
     lines += [
         "  server {",
-        f"    listen {listen}{' ssl' if settings.tls else ''} http2;",
+        f"    listen {_bracketed(settings.host)}:{own.front_port}{' ssl' if settings.tls else ''} http2;",
         # The upstream refuses oversized messages itself, naming SYN_MAX_MESSAGE_BYTES.
         "    client_max_body_size 0;",
         "    keepalive_requests 1000000;",
@@ -229,7 +235,9 @@ def render(settings: Settings, own: GatewaySettings, targets: UpstreamTargets, g
                   *_grpc_status(14, f"upstream {service.name} at {target} failed: UNAVAILABLE: no connection "
                                     f"from the gateway's front (SYN_GATEWAY_FRONT_PORT; {service.target_variable})"),
                   "    }"]
-    gateway_tls = [f"      {line}" for line in tls] if settings.tls else []
+    # The front reaches the gateway's own port on loopback, checking its certificate as `localhost`
+    # (or SYN_CLIENT_SERVER_NAME): the name every certificate for a local port carries.
+    gateway_tls = [f"      {line}" for line in _upstream_tls(security, "localhost:0")] if settings.tls else []
     lines += ["    location / {",
               *gateway_tls,
               f"      grpc_pass {gateway_scheme}://syn_gateway;",
@@ -249,7 +257,7 @@ def _local(host: str) -> str:
     """How this machine reaches a port bound to `host` (a wildcard address: over loopback)."""
     if host in ("", "0.0.0.0", "::", "[::]"):
         return "127.0.0.1"
-    return f"[{host.strip('[]')}]" if ":" in host else host
+    return _bracketed(host)
 
 
 def _grpc_status(code: int, message: str) -> list[str]:
@@ -287,16 +295,16 @@ class NginxFront:
         # Holds the configuration (the upstream token is in it) and nginx's pid and temporary files.
         self.run_dir = Path(tempfile.mkdtemp(prefix="syn-gateway-front-"))
         self.config = self.run_dir / "nginx.conf"
+        targets = UpstreamTargets.from_env()
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(render(self.settings, own, UpstreamTargets.from_env(), host.port, self.run_dir, configure))
+            out.write(render(self.settings, own, targets, host.port, self.run_dir, configure))
         self.process: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task | None = None
         self._follow: asyncio.Task | None = None
         # Upstream targets given by name (not address): watched for address changes.
-        targets = UpstreamTargets.from_env()
-        self._names = sorted({address for address in (_address(targets.target(s.name)) for s in UPSTREAMS)
-                              if not _is_address(address.rpartition(":")[0])})
+        self._names = sorted({_address(targets.target(s.name)) for s in UPSTREAMS
+                              if not _is_address(_host(targets.target(s.name)))})
         self._stopping = False
 
     async def _spawn(self) -> None:

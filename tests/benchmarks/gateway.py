@@ -125,19 +125,23 @@ def extra_sections() -> list[str]:
 HOP_ROUNDS = int(os.environ.get("SYN_BENCH_HOP_ROUNDS", "300"))
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """User + system seconds of a process and its children (the gateway's nginx front is its child)."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+def _cpu_s(gateway_pid: int) -> dict[str, float]:
+    """User + system seconds of the gateway's process tree, split into its nginx front ("front": the
+    nginx children and their workers) and the rest ("gateway"), from one walk of the tree."""
+    def seconds(proc: psutil.Process) -> float:
         with contextlib.suppress(psutil.NoSuchProcess):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            return times.user + times.system
+        return 0.0
 
-
-def _nginx_cpu_s(gateway_pid: int) -> float:
-    return sum(_tree_cpu_s(child.pid) for child in psutil.Process(gateway_pid).children() if child.name() == "nginx")
+    root = psutil.Process(gateway_pid)
+    front = 0.0
+    for child in root.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.name() == "nginx":
+                front += sum(seconds(proc) for proc in [child, *child.children(recursive=True)])
+    total = sum(seconds(proc) for proc in [root, *root.children(recursive=True)])
+    return {"gateway": total - front, "front": front}
 
 
 def hop_section() -> str:
@@ -181,16 +185,12 @@ def hop_section() -> str:
                 for i in range(HOP_ROUNDS):
                     order = order[1:] + order[:1]
                     for path in order:
-                        before = (_tree_cpu_s(gateway.process.pid) - _nginx_cpu_s(gateway.process.pid),
-                                  _nginx_cpu_s(gateway.process.pid)) if path != "direct" else None
+                        before = _cpu_s(gateway.process.pid)[path] if path in cpu else 0.0
                         started = time.perf_counter()
                         calls[path](request(i), timeout=120)
                         latencies[path].append((time.perf_counter() - started) * 1e3)
-                        if before is not None:
-                            own = _tree_cpu_s(gateway.process.pid) - _nginx_cpu_s(gateway.process.pid) - before[0]
-                            nginx = _nginx_cpu_s(gateway.process.pid) - before[1]
-                            cpu["gateway"] += own if path == "gateway" else 0.0
-                            cpu["front"] += nginx if path == "front" else 0.0
+                        if path in cpu:  # the CPU of the process that served this call, over this call
+                            cpu[path] += _cpu_s(gateway.process.pid)[path] - before
             finally:
                 for channel in channels.values():
                     channel.close()

@@ -7,14 +7,20 @@ TLS, mutual TLS and tokens through the front: tests/security/test_secure_stack.p
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import grpc
+import psutil
 import pytest
 
+from services.gateway.front import NginxFront
+from services.gateway.settings import GatewaySettings
+from services.runtime import Settings
 from synesthesia.v1 import embedding_pb2, embedding_pb2_grpc, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import front_target, gateway_env
 from tests.servers import ServiceProcess, free_port
@@ -105,15 +111,6 @@ def test_a_message_over_the_limit_reaches_the_upstream_and_is_refused_by_name(ga
 def test_the_front_reloads_nginx_when_an_upstream_name_resolves_elsewhere(monkeypatch):
     """nginx resolves names only when it loads its configuration: the front resolves them again and
     reloads nginx (new worker processes) when a replica's address changed, as after a compose restart."""
-    import asyncio
-    from types import SimpleNamespace
-
-    import psutil
-
-    from services.gateway.front import NginxFront
-    from services.gateway.settings import GatewaySettings
-    from services.runtime import Settings
-
     monkeypatch.setenv("SYN_EMBEDDING_TARGET", "localhost:50954")
     settings = Settings.from_env(host="127.0.0.1", port=free_port())
     front = NginxFront(SimpleNamespace(settings=settings, port=settings.port),
