@@ -27,7 +27,7 @@ def modules(only: list[str]) -> list[str]:
 
 def merged(previous: str, new: list[str]) -> list[str]:
     """The previous file's module sections (`## name` up to the next heading or the peers' markers), with
-    those in `new` put in their place (a new one at the end, in name order)."""
+    those in `new` in their place and any other new one added, all in name order as a full run writes them."""
     body = previous.split(section.markers(section.SHARED)[0], 1)[0]
     old = ["## " + part.strip() for part in body.split("\n## ")[1:]]
     fresh = {text.split("\n", 1)[0]: text for text in new}
@@ -68,11 +68,12 @@ def main() -> int:
     out = Path(args.out)
     # The peer comparison's sections (make bench-peers: shared and split CPUs) survive a re-run of these
     # benchmarks.
-    peers = section.kept(out.read_text()) if out.exists() else []
-    if args.only and out.exists():
+    previous = out.read_text() if out.exists() else ""
+    peers = section.kept(previous)
+    if args.only and previous:
         # A partial run replaces its own sections and keeps the others, each saying when it was measured.
-        sections = merged(out.read_text(), sections)
-        header = out.read_text().split("\n## ", 1)[0].rstrip() + "\n"
+        sections = merged(previous, sections)
+        header = previous.split("\n## ", 1)[0].rstrip() + "\n"
     out.write_text(header + "\n" + "\n\n".join(sections + peers) + "\n")
     print(f"wrote {args.out}")
     return 0
