@@ -9,12 +9,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from synesthesia.services import UPSTREAM_NAMES
 from tests.servers import ServiceProcess, free_port
+
+
+# The services the tests start run their models in the service process unless a test says otherwise:
+# the default (SYN_MODEL_PROCESS=auto) starts a worker process per model on a machine with two CPUs,
+# seconds and about 360 MB each, for each of the hundreds of services the suite starts (session-shared
+# ones stay up). tests/runtime/test_model_process.py runs the workers and auto's choice explicitly;
+# exporting SYN_MODEL_PROCESS=true runs the whole suite with workers.
+os.environ.setdefault("SYN_MODEL_PROCESS", "false")
 
 
 def _module(name: str, module: str | None) -> str:

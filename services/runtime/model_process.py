@@ -40,12 +40,14 @@ import importlib
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import calls, metrics
 from .errors import unavailable
@@ -62,6 +64,63 @@ ITEM, CANCEL, DIRECT = "item", "cancel", "direct"
 REPLAYED = ("BATCH_SIZE", "BATCH_SECONDS", "QUEUE_WAIT_SECONDS")
 # Field metadata of an item field the batch function fills for the caller: copied back from a worker.
 SET_IN_BATCH = {"set_in_batch": True}
+
+
+def usable_cpus(root: Path = Path("/")) -> float:
+    """CPUs this process may use: its affinity, lowered by a cgroup CPU quota (a container's or a
+    Kubernetes pod's `limits.cpu`, which leaves the affinity at every CPU of the node)."""
+    count = float(len(os.sched_getaffinity(0)))
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return count
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0":  # cgroup v2: cpu.max ("max 100000" or "<quota> <period>") here and above
+            folder = root / "sys/fs/cgroup" / path.lstrip("/")
+            while True:
+                count = min(count, _quota(folder / "cpu.max"))
+                if folder == root / "sys/fs/cgroup":
+                    break
+                folder = folder.parent
+        elif "cpu" in controllers.split(","):  # cgroup v1
+            base = root / "sys/fs/cgroup" / controllers
+            for folder in (base / path.lstrip("/"), base):
+                count = min(count, _quota(folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us"))
+    return count
+
+
+def _quota(path: Path, period_path: Path | None = None) -> float:
+    try:
+        if period_path is None:
+            quota, period = path.read_text().split()
+        else:
+            quota, period = path.read_text().strip(), period_path.read_text().strip()
+    except (OSError, ValueError):
+        return float("inf")
+    if quota in ("max", "-1"):
+        return float("inf")
+    return int(quota) / int(period)
+
+
+def wanted(mode: str, device, cpus: Callable[[], float] = usable_cpus) -> tuple[bool, str]:
+    """SYN_MODEL_PROCESS: whether this service's models run in worker processes, and why (logged).
+
+    auto is on only where it was measured to pay (docs/performance.md): a CPU device with two or more
+    usable CPUs, where the model and the gRPC front end each get a core instead of taking turns on one
+    GIL. With one CPU there is no second core to gain and the hand-over only costs; on a GPU the model
+    thread mostly waits for kernels, and a worker would hold a second CUDA context and copy of the
+    weights, unmeasured here."""
+    if mode in ("true", "false"):
+        return mode == "true", f"SYN_MODEL_PROCESS={mode}: models run {_WHERE[mode == 'true']}"
+    if getattr(device, "type", str(device)) != "cpu":
+        return False, f"SYN_MODEL_PROCESS=auto: models run {_WHERE[False]} (the device is {device}, not a CPU)"
+    usable = cpus()
+    use = usable >= 2
+    return use, f"SYN_MODEL_PROCESS=auto: models run {_WHERE[use]} ({usable:g} usable CPUs; auto needs 2)"
+
+
+_WHERE = {True: "in a worker process each", False: "in the service process"}
 
 
 def _set_in_batch(item) -> list[str]:
@@ -121,6 +180,7 @@ class WorkerProcess:
         self._closing = False
         self.restarts = 0  # since a worker last ran for a minute: the backoff
         self._started_at = 0.0
+        self._launched = None  # (pipe, process) between launch() and wait_ready()
         alive = weakref.ref(self)
         # Items sent to the worker and not answered yet (the worker's own queue is not visible from here).
         metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: len(w._waiting) if (w := alive()) else 0)
@@ -129,6 +189,12 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Start the worker and wait until its model is loaded and self-tested (blocking: call in a thread)."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the worker process without waiting for it: a service with several models starts them
+        all, then waits for each (`wait_ready`), so their imports and loads overlap."""
         # spawn, not fork: a fork would copy the service's gRPC and asyncio threads mid-state and, on a
         # GPU, its CUDA context.
         context = multiprocessing.get_context("spawn")
@@ -138,6 +204,21 @@ class WorkerProcess:
                                         self.settings, self.model))
         process.start()
         theirs.close()
+        self._launched = (ours, process)
+
+    def abandon(self) -> None:
+        """Kill a worker launched and not yet ready (another model's worker failed to start)."""
+        if self._launched is not None:
+            ours, process = self._launched
+            self._launched = None
+            ours.close()
+            process.kill()
+            process.join()
+
+    def wait_ready(self) -> None:
+        """Wait until the launched worker has loaded and self-tested its model; raise if it failed."""
+        ours, process = self._launched
+        self._launched = None
         try:
             kind, payload = ours.recv()
         except (EOFError, OSError):

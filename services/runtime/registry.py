@@ -217,9 +217,20 @@ class ModelRegistry:
         self-tested there before this returns (blocking: call in a thread)."""
         from .model_process import WorkerProcess
 
-        for served in self.models.values():
-            worker = WorkerProcess(self.service, self.forward.__self__, self.forward, self.settings, served.name)
-            worker.start()
+        workers = {name: WorkerProcess(self.service, self.forward.__self__, self.forward, self.settings, name)
+                   for name in self.models}
+        try:
+            for worker in workers.values():  # all at once: their imports and loads overlap
+                worker.launch()
+            for worker in workers.values():
+                worker.wait_ready()
+        except BaseException:
+            for worker in workers.values():
+                worker.abandon()
+                worker.close_now()
+            raise
+        for name, worker in workers.items():
+            served = self.models[name]
             self.batchers[self.batchers.index(served.batcher)] = served.batcher = worker
 
     def self_test(self) -> None:
@@ -238,7 +249,11 @@ class ModelRegistry:
     async def warm_up(self) -> None:
         await asyncio.to_thread(self.load)
         await asyncio.to_thread(self.self_test)
-        if self.settings.model_process:
+        from .model_process import wanted
+
+        use, why = wanted(self.settings.model_process, self.device)
+        log.info("%s: %s", self.service, why)
+        if use:
             await asyncio.to_thread(self.start_workers)
         self.loaded = True
 

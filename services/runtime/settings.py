@@ -151,12 +151,20 @@ class Settings:
     # picture in a batch, compiled with numba).
     input_warnings: bool = True
     # Each model's batches in a worker process of its own (services/runtime/model_process.py): the
-    # model and the gRPC front end stop sharing one GIL; costs the weights twice in memory.
-    model_process: bool = False
+    # model and the gRPC front end stop sharing one GIL, for a second interpreter per model. "auto" (the
+    # default): on a CPU device with at least two usable CPUs, where it was measured to pay; true/false
+    # force it.
+    model_process: str = "auto"
 
     def __post_init__(self) -> None:
         # log_level is matched case-insensitively; everything downstream sees upper case.
         object.__setattr__(self, "log_level", self.log_level.upper())
+        # SYN_MODEL_PROCESS takes auto or any of the boolean spellings; stored as auto, true or false.
+        mode = self.model_process.strip().lower()
+        mode = "true" if mode in _TRUE else "false" if mode in _FALSE else "auto" if mode in ("", "auto") else None
+        if mode is None:
+            raise SettingsError(f"SYN_MODEL_PROCESS={self.model_process!r} must be auto, true or false")
+        object.__setattr__(self, "model_process", mode)
         if self.auth_token_file and not self.auth_token:
             _readable(self.auth_token_file, "SYN_AUTH_TOKEN_FILE")
             object.__setattr__(self, "auth_token", Path(self.auth_token_file).read_text().strip())

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,6 +140,53 @@ def drive(call: Callable[[int], object], concurrency: int, calls: int) -> LoadRe
             except grpc.RpcError:
                 errors += 1
     return LoadResult(concurrency, calls, time.perf_counter() - started, latencies, errors)
+
+
+def drive_for(call: Callable[[int], object], concurrency: int, seconds: float, warmup_s: float = 1.0,
+              on_window: Callable[[str], None] | None = None) -> LoadResult:
+    """A closed loop of `concurrency` callers for `warmup_s` + `seconds`, measured over the last `seconds`.
+
+    Unlike `drive` (a fixed number of calls), the window excludes the start, where callers ramp up and
+    a server's first batches are partial, and the end, where the last callers drain alone: only calls
+    that finish inside the window count, and the window's length is the divisor. `on_window("start")`
+    and `on_window("end")` run in the calling thread at its edges (CPU snapshots); the callers run on
+    past the end until their call returns, uncounted.
+    """
+    stop = threading.Event()
+    indices = itertools.count()
+    window: list[float] = []  # [start, end] once reached (perf_counter)
+    done: list[tuple[float, float, bool]] = []  # (finished at, latency ms, failed), appended by callers
+
+    def caller() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                call(next(indices))
+                failed = False
+            except grpc.RpcError:
+                failed = True
+            finished = time.perf_counter()
+            done.append((finished, (finished - started) * 1000.0, failed))
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(warmup_s)
+        if on_window:
+            on_window("start")
+        window.append(time.perf_counter())
+        time.sleep(seconds)
+        window.append(time.perf_counter())
+        if on_window:
+            on_window("end")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    inside = [(latency, failed) for finished, latency, failed in done if window[0] <= finished <= window[1]]
+    return LoadResult(concurrency, sum(not failed for _, failed in inside), window[1] - window[0],
+                      [latency for latency, failed in inside if not failed], sum(failed for _, failed in inside))
 
 
 def measure_in_process(scenario: Scenario, min_seconds: float = 1.0) -> tuple[int, float] | None:

@@ -113,3 +113,42 @@ def test_a_partial_service_benchmark_run_replaces_only_its_own_sections():
     assert sections[0] == "## audio\n\naudio rows\n\n### sub\n\nmore"
     assert sections[1] == "## gateway\n\nMeasured now.\n\nnew hop" and "old hop" not in "".join(sections)
     assert not any("peer rows" in s for s in sections)  # the peers' sections are written back by section.kept
+
+
+def test_a_timed_segment_counts_only_the_calls_that_finish_inside_its_window():
+    """harness.drive_for: callers run through a warm-up and past the window's end, but only calls that
+    finish inside the window count (successes as calls with latencies, gRPC failures as errors), and the
+    window's hooks run at its two edges."""
+    import threading
+    import time
+
+    import grpc
+
+    from tests.benchmarks.harness import drive_for
+
+    finished: list[tuple[float, bool]] = []
+    lock = threading.Lock()
+    edges: list[tuple[str, float]] = []
+
+    class Refused(grpc.RpcError):
+        pass
+
+    def call(i: int) -> None:
+        time.sleep(0.01)
+        failed = i % 3 == 0
+        with lock:
+            finished.append((time.perf_counter(), failed))
+        if failed:
+            raise Refused()
+
+    result = drive_for(call, 4, 0.3, warmup_s=0.2, on_window=lambda edge: edges.append((edge, time.perf_counter())))
+    assert [edge for edge, _ in edges] == ["start", "end"]
+    (_, start), (_, end) = edges
+    inside = [failed for at, failed in finished if start <= at <= end]
+    # The call notes its end a moment before the harness does, so a call at an edge may fall on either
+    # side: at most one per caller and edge.
+    assert result.calls > 0 and result.errors > 0
+    assert abs(result.calls - inside.count(False)) <= 8 and abs(result.errors - inside.count(True)) <= 8
+    assert len(finished) > len(inside) + 8  # the warm-up's calls ran and were not counted
+    assert len(result.latencies_ms) == result.calls and all(ms >= 10 for ms in result.latencies_ms)
+    assert 0.3 <= result.seconds <= end - start + 0.05

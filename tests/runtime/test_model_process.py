@@ -165,3 +165,95 @@ def test_a_stopped_service_stops_its_worker_after_the_drain(service_process):
     assert service.stop() == 0  # SIGTERM to the whole process group: the worker leaves it to the service
     wait_until(lambda: not child.is_running(), 30, "the worker to exit")
     assert "restart" not in service.log_path.read_text()
+
+
+def test_a_service_with_several_models_gives_each_its_own_worker_and_answers_as_in_thread(shared_service):
+    """The generation service's models (text-to-image and the image-to-image ones) are started together
+    (their workers launched at once, then waited for), one process each, and each answers exactly as
+    the in-thread service does."""
+    from tests.generation.helpers import SERVICE, decode_png, image_to_image, list_models, png, text_to_image
+
+    plain, worker = shared_service(SERVICE), shared_service(SERVICE, WORKER)
+    names = sorted(m.name for m in list_models(worker.target))
+    children = _workers(worker.process.pid)
+    assert len(names) > 1 and len(children) == len(names) and len({c.pid for c in children}) == len(names)
+    picture = png(np.asarray(SCENES[0]))
+    for name in names:
+        if name == "text2image":
+            ours, theirs = (text_to_image(s.target, "a red circle", seed=7, model=name) for s in (worker, plain))
+            got, expected = (np.stack([decode_png(i.data) for i in r.images]) for r in (ours, theirs))
+        else:
+            got, expected = (decode_png(image_to_image(s.target, picture, name).image.data) for s in (worker, plain))
+        assert np.array_equal(got, expected), name
+
+
+def test_auto_runs_workers_only_on_a_cpu_with_two_usable_cpus():
+    from services.runtime.model_process import wanted
+
+    assert wanted("auto", "cpu", cpus=lambda: 2.0)[0] and wanted("auto", "cpu", cpus=lambda: 16.0)[0]
+    assert not wanted("auto", "cpu", cpus=lambda: 1.0)[0] and not wanted("auto", "cpu", cpus=lambda: 1.5)[0]
+    use, why = wanted("auto", "cuda:0", cpus=lambda: 16.0)
+    assert not use and "cuda:0" in why and "SYN_MODEL_PROCESS=auto" in why
+    assert wanted("true", "cuda:0", cpus=lambda: 1.0)[0] and not wanted("false", "cpu", cpus=lambda: 16.0)[0]
+
+
+@pytest.mark.parametrize("raw, stored", [("", "auto"), ("AUTO", "auto"), ("yes", "true"), ("1", "true"),
+                                         ("off", "false")])
+def test_the_setting_takes_auto_and_the_boolean_spellings(raw, stored):
+    from services.runtime.settings import Settings, read_settings
+
+    assert read_settings(Settings, environ={"SYN_MODEL_PROCESS": raw}).model_process == stored
+
+
+def test_a_value_that_is_neither_auto_nor_boolean_stops_start_up_naming_the_setting(service_process):
+    service = service_process("captioning", {"SYN_MODEL_PROCESS": "sometimes"}, wait=False)
+    assert service.process.wait(timeout=120) != 0
+    assert "SYN_MODEL_PROCESS='sometimes' must be auto, true or false" in service.log_path.read_text()
+
+
+def _cgroup_root(tmp_path, cgroup: str, files: dict[str, str]):
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/cgroup").write_text(cgroup)
+    for name, text in files.items():
+        (tmp_path / "sys/fs/cgroup" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sys/fs/cgroup" / name).write_text(text)
+    return tmp_path
+
+
+def test_usable_cpus_are_lowered_by_a_cgroup_quota(tmp_path, monkeypatch):
+    """A pod's `limits.cpu` or `docker run --cpus` leaves the affinity at every CPU of the machine and
+    sets a quota: cgroup v2's cpu.max in the process's cgroup or above it, or v1's cfs quota."""
+    import os
+
+    from services.runtime.model_process import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert usable_cpus(_cgroup_root(tmp_path / "none", "0::/\n", {})) == 8
+    v2 = _cgroup_root(tmp_path / "v2", "0::/kubepods/pod1/c1\n",
+                      {"kubepods/cpu.max": "max 100000\n", "kubepods/pod1/cpu.max": "150000 100000\n",
+                       "kubepods/pod1/c1/cpu.max": "max 100000\n"})
+    assert usable_cpus(v2) == 1.5
+    v1 = _cgroup_root(tmp_path / "v1", "4:memory:/docker/x\n2:cpu,cpuacct:/docker/x\n0::/\n",
+                      {"cpu,cpuacct/docker/x/cpu.cfs_quota_us": "300000\n",
+                       "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000\n"})
+    assert usable_cpus(v1) == 3
+    unlimited = _cgroup_root(tmp_path / "v1max", "2:cpu,cpuacct:/\n",
+                             {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})
+    assert usable_cpus(unlimited) == 8
+
+
+def test_the_default_is_auto_and_the_service_says_what_it_chose(service_process):
+    """Started without the tests' pin: on this machine's CPUs auto runs a worker when two are usable, and
+    the log names the choice either way."""
+    from services.runtime.model_process import usable_cpus
+
+    service = service_process("captioning", {"SYN_MODEL_PROCESS": ""})  # empty = the default
+    workers = _workers(service.process.pid)
+    log = service.log_path.read_text()
+    if usable_cpus() >= 2:
+        assert len(workers) == 1 and "SYN_MODEL_PROCESS=auto: models run in a worker process each" in log
+    else:
+        assert not workers and "SYN_MODEL_PROCESS=auto: models run in the service process" in log
+    with grpc.insecure_channel(service.target, options=OPTIONS) as channel:
+        assert captioning_pb2_grpc.CaptioningStub(channel).Caption(caption_request(encode(SCENES[0])),
+                                                                   timeout=60).caption

@@ -5,18 +5,25 @@ Every system serves the built-in captioning checkpoint (beam 3, at most 20 words
 embedding checkpoint (EmbedImages, one 64x64 PNG per call) with max batch 16 and a 5 ms batching
 window, one model instance each, one torch intra-op thread (SYN_BENCH_THREADS). Each peer runs in its
 own uv environment (envs.py) and computes work.py's functions; Synesthesia runs its real services.
-One load generator (tests/benchmarks/harness.drive: a thread pool of blocking gRPC stubs, one channel
-per system) drives every system: for each concurrency, ROUNDS rounds, and in each round every system
-gets one segment of calls, the order rotating between rounds, so load from other work on the machine
-falls on every side alike. Server CPU is the user+system time of each server's whole process tree
-over its segments, per call, and the load generator's CPU is its own process's over the same
-segments; peak RSS is the sum of VmHWM over the server's tree. Synesthesia's extra rows: raw pixels
-(the optional uint8 input instead of PNG), input warnings off (without the built-ins' out-of-world
-check: exactly the peers' work), via gateway (one more hop), via the gateway's nginx front
-(SYN_GATEWAY_FRONT_PORT: forwarded calls go from nginx straight upstream), encoders compiled
-(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), model process
-(SYN_MODEL_PROCESS=true: each model batches and runs in a worker process, as a peer's Python backend
-or worker does); the targets are read from the default row.
+One load generator (tests/benchmarks/harness.drive_for: `concurrency` threads of blocking gRPC stubs in
+a closed loop, one channel per system) drives every system: for each concurrency, ROUNDS rounds, and in
+each round every system gets one segment, the order rotating between rounds, so load from other work on
+the machine falls on every side alike. A segment is WARMUP_S (1 s) of calls not counted, then a window
+of SEGMENT_S (3 s): throughput is the calls that finish inside the windows over the windows' length,
+and latencies are theirs. Server CPU is the user+system time of each server's whole process tree over
+the windows, per call, and the load generator's CPU is its own process's over the same windows; peak
+RSS is the sum of VmHWM over the server's tree (a page every process maps, such as torch's libraries,
+counts once per process), PSS the largest proportional set size of the tree seen after a segment (each
+shared page divided among the processes that map it: what the tree adds to the machine's memory).
+Synesthesia's default row runs every setting at its default: with SYN_MODEL_PROCESS=auto each model
+batches and runs in a worker process of its own where the service has two usable CPUs (as a peer's
+Python backend or worker does), in the service process where it has one (the split run below). Its
+extra rows: raw pixels (the optional uint8 input instead of PNG), input warnings off (without the
+built-ins' out-of-world check: exactly the peers' work), via gateway (one more hop), via the gateway's
+nginx front (SYN_GATEWAY_FRONT_PORT: forwarded calls go from nginx straight upstream), encoders compiled
+(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), in the service process
+(SYN_MODEL_PROCESS=false: the model thread beside the gRPC event loop); the targets are read from the
+default row.
 
 With `--split` (`make bench-peers` runs both) every server, ours and the peers' alike, with every
 process and thread of its tree, runs on the upper half of the machine's CPUs and the load generator
@@ -25,7 +32,8 @@ server does with its cores when the callers' CPU is not taken from them, as on a
 where the callers are other machines; the shared run is what one small machine does with both.
 
 Environment: SYN_BENCH_PEERS (comma list among triton,torchserve,ray; default all),
-SYN_BENCH_PEERS_ROUNDS (default 3), SYN_BENCH_PORT_BASE (first of 40 consecutive loopback ports;
+SYN_BENCH_PEERS_ROUNDS (default 3), SYN_BENCH_PEERS_SEGMENT_S (default 3), SYN_BENCH_PEERS_WARMUP_S
+(default 1), SYN_BENCH_PORT_BASE (first of 40 consecutive loopback ports;
 default: free ports), SYN_PEERS_DIR (environments; default ~/.cache/synesthesia/peers).
 """
 
@@ -58,7 +66,7 @@ from models.shapesworld import EVAL_SEEDS, render_scene
 from synesthesia.pictures import png_bytes
 from synesthesia.tensors import from_tensor
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
-from tests.benchmarks.harness import THREADS, LoadResult, drive, machine, torch_threads
+from tests.benchmarks.harness import THREADS, LoadResult, drive_for, machine, torch_threads
 from tests.benchmarks.peers import envs, protocols, section, work
 from tests.servers import REPO_ROOT, ServiceProcess, free_port
 
@@ -66,6 +74,11 @@ HERE = Path(__file__).resolve().parent
 MODELS = ("captioning", "embedding")
 CONCURRENCIES = (1, 8, 32)
 ROUNDS = int(os.environ.get("SYN_BENCH_PEERS_ROUNDS", "3"))
+# Each segment: callers run WARMUP_S unmeasured, then SEGMENT_S measured (harness.drive_for). Fixed call
+# counts of 24-128 made segments of 0.3-1.2 s, where ramp-up, drain and one hiccup of the machine moved
+# a system's rate by 10-40% from round to round.
+SEGMENT_S = float(os.environ.get("SYN_BENCH_PEERS_SEGMENT_S", "3"))
+WARMUP_S = float(os.environ.get("SYN_BENCH_PEERS_WARMUP_S", "1"))
 SCENES = [render_scene(seed) for seed in EVAL_SEEDS[:32]]
 PNGS = [png_bytes(s.image) for s in SCENES]
 PIXELS = [np.ascontiguousarray(s.image, dtype=np.uint8) for s in SCENES]
@@ -146,6 +159,8 @@ class System:
     client_cpu_s: dict = field(default_factory=dict)
     agreement: dict = field(default_factory=dict)
     peak_rss_mb: float = float("nan")
+    # The largest PSS of the tree at the end of its segments (sample_pss).
+    peak_pss_mb: float = 0.0
     note: str = ""
     targets: dict[str, str] = field(default_factory=dict)
 
@@ -172,6 +187,18 @@ class System:
                     if line.startswith("VmHWM:"):
                         total += int(line.split()[1]) / 1024.0
         return total
+
+    def sample_pss(self) -> None:
+        """Keep the largest proportional set size of the tree seen so far: shared pages (the torch
+        libraries every process of a tree maps) counted once, unlike a sum of RSS."""
+        total = 0.0
+        for proc in self.processes():
+            with contextlib.suppress(OSError, psutil.Error):
+                for line in open(f"/proc/{proc.pid}/smaps_rollup"):
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) / 1024.0
+                        break
+        self.peak_pss_mb = max(self.peak_pss_mb, total)
 
     def stop(self) -> None:
         # Ray's workers run in sessions of their own: whatever survives the stops is killed by pid.
@@ -286,15 +313,16 @@ def synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict
 
 
 def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True, compile_mode: str = "off",
-                      model_process: bool = False):
+                      model_process: str = "auto"):
     """Our captioning and embedding services. `input_warnings=False` skips the built-ins' out-of-world
     check (SYN_INPUT_WARNINGS), so that row computes exactly what the peers' work.py computes;
     `compile_mode` is SYN_TORCH_COMPILE (torch.compile of the image encoders; the peers run work.py eager);
-    `model_process` is SYN_MODEL_PROCESS (each model's batches in a worker process of its own)."""
+    `model_process` is SYN_MODEL_PROCESS (auto, true or false: each model's batches in a worker process of
+    its own)."""
     def start(system: System) -> dict:
         env = {"SYN_TORCH_THREADS": str(THREADS), "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
                "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS), "SYN_INPUT_WARNINGS": str(input_warnings).lower(),
-               "SYN_TORCH_COMPILE": compile_mode, "SYN_MODEL_PROCESS": str(model_process).lower(),
+               "SYN_TORCH_COMPILE": compile_mode, "SYN_MODEL_PROCESS": model_process,
                "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
         servers = []
         for module in ("services.captioning", "services.embedding"):
@@ -309,6 +337,7 @@ def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool 
 
 
 FRONT = "Synesthesia via the gateway's nginx front (SYN_GATEWAY_FRONT_PORT)"
+IN_THREAD = "Synesthesia, in the service process (SYN_MODEL_PROCESS=false)"
 
 
 def start_gateway(upstream: System, ports: Ports, logs: Path, front: bool = False):
@@ -510,6 +539,13 @@ def _own_cpu_seconds() -> float:
     return times.user + times.system
 
 
+def _cpu_at_edges(system: System, edges: dict[str, tuple[float, float]]) -> Callable[[str], None]:
+    """drive_for's window hook: the server tree's and the load generator's CPU seconds at each edge."""
+    def snapshot(edge: str) -> None:
+        edges[edge] = (system.cpu_seconds(), _own_cpu_seconds())
+    return snapshot
+
+
 def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
     logs = Path(tempfile.mkdtemp(prefix="syn-bench-peers-"))
     ports = Ports()
@@ -523,8 +559,7 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
                # targets are read from the default row.
                System("Synesthesia, encoders compiled (SYN_TORCH_COMPILE=default)",
                       start_synesthesia(False, ports, logs, compile_mode="default")),
-               System("Synesthesia, model process (SYN_MODEL_PROCESS=true)",
-                      start_synesthesia(False, ports, logs, model_process=True))]
+               System(IN_THREAD, start_synesthesia(False, ports, logs, model_process="false"))]
     labels = {"triton": f"Triton (PyTriton {v['triton']})", "torchserve": f"TorchServe {v['torchserve']}",
               "ray": f"Ray Serve {v['ray']}"}
     starters = {"triton": start_triton, "torchserve": start_torchserve, "ray": start_ray}
@@ -552,7 +587,6 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
                 system.stop()
         in_process: dict[str, list[float]] = {m: [] for m in MODELS}
         for concurrency in CONCURRENCIES:
-            calls = max(24, 4 * concurrency)
             for round_ in range(ROUNDS):
                 if placement:
                     placement.to_servers()
@@ -564,11 +598,13 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
                 order = live[round_ % len(live):] + live[:round_ % len(live)]
                 for model in MODELS:
                     for system in order:
-                        before, own_before = system.cpu_seconds(), _own_cpu_seconds()
-                        result = drive(system.calls[model], concurrency, calls)
-                        spent = system.cpu_seconds() - before
+                        edges: dict[str, tuple[float, float]] = {}
+                        result = drive_for(system.calls[model], concurrency, SEGMENT_S, WARMUP_S,
+                                           _cpu_at_edges(system, edges))
+                        system.sample_pss()
+                        spent = edges["end"][0] - edges["start"][0]
                         system.client_cpu_s.setdefault(model, {}).setdefault(concurrency, 0.0)
-                        system.client_cpu_s[model][concurrency] += _own_cpu_seconds() - own_before
+                        system.client_cpu_s[model][concurrency] += edges["end"][1] - edges["start"][1]
                         system.results.setdefault(model, {})[concurrency] = merge(
                             system.results.get(model, {}).get(concurrency), result)
                         system.cpu_s.setdefault(model, {}).setdefault(concurrency, 0.0)
@@ -593,8 +629,9 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
     about = ("As in the section above, except where the processes run: " + placement.describe() + "."
              if placement else (__doc__ or "").split("\n\n", 1)[1].strip())
     lines = [start, heading, "", about, "",
-             f"Run {started_at:%Y-%m-%d %H:%M} UTC, {ROUNDS} rounds; load average (1, 5, 15 min) before "
-             f"{load_before}, after {load_after}; {machine(THREADS)} everywhere.", ""]
+             f"Run {started_at:%Y-%m-%d %H:%M} UTC, {ROUNDS} rounds of {WARMUP_S:g} s + {SEGMENT_S:g} s segments; "
+             f"load average (1, 5, 15 min) before {load_before}, after {load_after}; {machine(THREADS)} "
+             "everywhere.", ""]
     for model in MODELS:
         rates = in_process.get(model) or []
         best = max(rates) if rates else float("nan")
@@ -604,9 +641,9 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                   f"In-process reference (work.py on batches of 16 PNGs, decode included, same run): "
                   f"{best:.1f}/s (best of {len(rates)} measurements).", "",
                   "| concurrency | system | calls | throughput /s | p50 ms | p99 ms | errors | server CPU ms/call "
-                  "| load generator CPU ms/call | peak RSS MB | agrees (of 32) | Synesthesia / system "
+                  "| load generator CPU ms/call | peak RSS MB | PSS MB | agrees (of 32) | Synesthesia / system "
                   "| system / in-process |",
-                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for concurrency in CONCURRENCIES:
             ours_rate = ours.results[model][concurrency].throughput(1) if ours else float("nan")
             for system in live:
@@ -619,7 +656,7 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                 lines.append(
                     f"| {concurrency} | {system.name} | {result.calls} | {rate:.1f} | {result.percentile(0.5):.1f} | "
                     f"{result.percentile(0.99):.1f} | {result.errors} | {cpu:.1f} | {client_cpu:.1f} | "
-                    f"{system.peak_rss_mb:.0f} | "
+                    f"{system.peak_rss_mb:.0f} | {system.peak_pss_mb:.0f} | "
                     f"{system.agreement.get(model, 0)} | {ours_rate / rate if rate else float('nan'):.2f} | "
                     f"{rate / best:.2f} |")
         lines.append("")

@@ -65,6 +65,9 @@ def profile(concurrency: int, seconds: float, service: str = "captioning", log=p
     spy = envs.ensure("profile").parent / "py-spy"
     env = {"SYN_TORCH_THREADS": "1", "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
            "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS),
+           # The model thread beside the event loop, in the one process py-spy samples (the layout these
+           # tables describe; auto would move the model into a worker process of its own).
+           "SYN_MODEL_PROCESS": "false",
            # Its own index: a stack from `make up` may hold the checkout's.
            "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-profile-index-")}
     server = ServiceProcess(f"services.{service}", env).start(timeout_s=600)
