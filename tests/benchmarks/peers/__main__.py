@@ -179,26 +179,24 @@ class System:
                 total += times.user + times.system
         return total
 
-    def peak_rss(self) -> float:
+    def _tree_mb(self, file: str, key: str) -> float:
+        """The sum over the tree of one kB figure of /proc/<pid>/<file>, in MB."""
         total = 0.0
         for proc in self.processes():
             with contextlib.suppress(OSError, psutil.Error):
-                for line in open(f"/proc/{proc.pid}/status"):
-                    if line.startswith("VmHWM:"):
+                for line in open(f"/proc/{proc.pid}/{file}"):
+                    if line.startswith(key):
                         total += int(line.split()[1]) / 1024.0
+                        break
         return total
+
+    def peak_rss(self) -> float:
+        return self._tree_mb("status", "VmHWM:")
 
     def sample_pss(self) -> None:
         """Keep the largest proportional set size of the tree seen so far: shared pages (the torch
         libraries every process of a tree maps) counted once, unlike a sum of RSS."""
-        total = 0.0
-        for proc in self.processes():
-            with contextlib.suppress(OSError, psutil.Error):
-                for line in open(f"/proc/{proc.pid}/smaps_rollup"):
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) / 1024.0
-                        break
-        self.peak_pss_mb = max(self.peak_pss_mb, total)
+        self.peak_pss_mb = max(self.peak_pss_mb, self._tree_mb("smaps_rollup", "Pss:"))
 
     def stop(self) -> None:
         # Ray's workers run in sessions of their own: whatever survives the stops is killed by pid.
