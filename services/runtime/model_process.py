@@ -69,7 +69,8 @@ SET_IN_BATCH = {"set_in_batch": True}
 def usable_cpus(root: Path = Path("/")) -> float:
     """CPUs this process may use: its affinity, lowered by a cgroup CPU quota (a container's or a
     Kubernetes pod's `limits.cpu`, which leaves the affinity at every CPU of the node)."""
-    count = float(len(os.sched_getaffinity(0)))
+    # sched_getaffinity is Linux's (where the services run); elsewhere every CPU counts.
+    count = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     try:
         lines = (root / "proc/self/cgroup").read_text().splitlines()
     except OSError:
