@@ -123,6 +123,18 @@ class DynamicBatcher(Generic[T, R]):
         self._enqueue(self._direct, direct)
         return await direct.future
 
+    def put(self, item: T, answer, sink, call: calls.Call | None = None) -> None:
+        """Queue an item from a thread without an event loop (a model's worker process reading its pipe).
+
+        `answer` stands for the future (`done`, `cancel`, `set_result`, `set_exception`) and `sink` for
+        its loop: the model thread calls `sink.call_soon_threadsafe(settle, outcomes)` once per batch,
+        so a sink that settles at once answers a whole batch without an event loop in between."""
+        self._enqueue(self._queue, _Pending(item, answer, sink, call=call))
+
+    def put_direct(self, items: list[T], answer, sink) -> None:
+        """`put` for a caller-built batch (run_now's counterpart)."""
+        self._enqueue(self._direct, _Direct(list(items), answer, sink))
+
     @property
     def busy(self) -> bool:
         """Calls are queued or a batch is running (an explanation lane gives way to them)."""
@@ -151,6 +163,16 @@ class DynamicBatcher(Generic[T, R]):
 
     async def close(self) -> None:
         """Stop the worker after its current batch; queued callers are cancelled."""
+        if self._shut():
+            await asyncio.to_thread(self._thread.join)
+
+    def close_now(self) -> None:
+        """`close` for a thread without an event loop (blocks until the current batch is done)."""
+        if self._shut():
+            self._thread.join()
+
+    def _shut(self) -> bool:
+        """Refuse new items and cancel the queued ones; whether there is a model thread to join."""
         with self._ready:
             self._closed = True
             left = list(self._queue) + list(self._direct)
@@ -159,8 +181,7 @@ class DynamicBatcher(Generic[T, R]):
             self._ready.notify_all()
         for entry in left:
             _deliver(entry.loop, [(entry.future, None, asyncio.CancelledError())])
-        if self._thread is not None and self._thread is not threading.current_thread():
-            await asyncio.to_thread(self._thread.join)
+        return self._thread is not None and self._thread is not threading.current_thread()
 
     # --- worker thread ----------------------------------------------------------------------
 

@@ -11,10 +11,12 @@ How: the service still loads every model itself (ListModels, explanations, pictu
 decode inside a batch, and the self-test use it). Each model's worker process then builds the same
 servicer from the same settings, loads only that model, passes the same self-test and reports
 ready before the service may report SERVING. The worker owns the model's DynamicBatcher: each call's
-item goes to it through a pipe as soon as it arrives, and the worker's own event loop submits it,
-so batches are formed next to the model and never wait for the service's GIL (a first version kept
-the batcher in the service and sent whole batches: the hand-over waited on the busy event loop and
-the model sat idle 12% of the time). The worker runs the servicer's very batch function, so what is
+item goes to it through a pipe as soon as it arrives, and the worker's main thread, which does
+nothing but read the pipe, queues it, so batches are formed next to the model and never wait for the
+service's GIL (a first version kept the batcher in the service and sent whole batches: the hand-over
+waited on the busy event loop and the model sat idle 12% of the time; a second ran an asyncio loop in
+the worker, whose per-item tasks and wake-ups took the GIL from the model thread). The model thread
+sends each batch's answers itself. The worker runs the servicer's very batch function, so what is
 served is what in-thread serving computes. Each call's deadline and cancellation travel with its
 item, so the worker's batcher drops items nobody waits for, as in-thread; the batch metrics it
 records are replayed into the service's own Prometheus registry.
@@ -417,105 +419,119 @@ def _worker_main(conn, service: str, servicer_class: str, forward_name: str, set
         conn.send((ERROR, f"{type(exc).__name__}: {exc}"))
         return
     conn.send((READY, None))
-    asyncio.run(_Worker(conn, served.batcher).serve())
+    _Worker(conn, served.batcher).serve()
 
 
 class _Worker:
-    """The worker's event loop: items in from the pipe, into the model's batcher, answers out."""
+    """The worker's side: its main thread reads the pipe and queues each item straight into the model's
+    batcher; the model thread settles a whole batch's answers and sends them in one message.
+
+    Why no event loop here: any other thread doing Python work in this process takes the GIL from the
+    model thread ("One process, one GIL", docs/performance.md). An asyncio loop made a task, a future
+    and a loop wake-up per item (0.17-0.19 ms of CPU per call, all of it holding the GIL beside the
+    model); reading a message and queueing it is a fraction of that, and the answers need no hop back
+    to a loop before they are sent.
+
+    To the batcher this object is every answer's loop (`call_soon_threadsafe`), and `_Answer` each
+    item's future.
+    """
 
     def __init__(self, conn, batcher) -> None:
         self.conn = conn
         self.batcher = batcher
-        self.lock = threading.Lock()  # the loop and the batcher thread (relayed callbacks) both send
+        # The model thread (answers, relayed callbacks) and this one (answers cancelled at close) send.
+        self.lock = threading.Lock()
         self.answers: list = []
         self.observations: list = []
         self.calls: dict[int, calls.Call] = {}
-        self.flush_scheduled = False
         for metric in REPLAYED:
             setattr(metrics, metric, _Recorder(metric, self.observations))
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        self.stopped = loop.create_future()
-        self.tasks: set[asyncio.Task] = set()
-        loop.add_reader(self.conn.fileno(), self._readable)
-        await self.stopped
-        loop.remove_reader(self.conn.fileno())
-        await self.batcher.close()
-
-    def send(self, message) -> None:
-        with self.lock:
-            try:
-                self.conn.send(message)
-            except (OSError, ValueError):  # the service is gone: nothing to answer
-                if not self.stopped.done():
-                    self.loop.call_soon_threadsafe(self.stopped.set_result, None)
-
-    def _readable(self) -> None:
-        while self.conn.poll():
+    def serve(self) -> None:
+        """Read until the service says stop or goes away, then let the current batch finish."""
+        while True:
             try:
                 message = self.conn.recv()
             except (EOFError, OSError):
-                message = None
+                break
             if message is None:
-                if not self.stopped.done():
-                    self.stopped.set_result(None)
-                return
+                break
             kind = message[0]
-            if kind == CANCEL:
+            if kind == ITEM:
+                self._item(*message[1:])
+            elif kind == CANCEL:
                 call = self.calls.get(message[1])
                 if call is not None:
-                    call.finished = True
-                continue
-            task = asyncio.ensure_future(self._item(*message[1:]) if kind == ITEM else self._direct(*message[1:]))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+                    call.finished = True  # the batcher drops it unless its batch already runs
+            else:
+                key, items = message[1:]
+                self.batcher.put_direct(items, _Answer(self, key, None, None, len(items)), self)
+        self.batcher.close_now()
 
-    async def _item(self, key: int, item, names: list[str], deadline, request_id: str, method: str) -> None:
+    def _item(self, key: int, item, names: list[str], deadline, request_id: str, method: str) -> None:
         call = calls.Call(request_id, method, deadline=deadline)
-        calls.CURRENT.set(call)
         self.calls[key] = call
         for name in names:
             setattr(item, name, _Relay(self, key, name))
-        try:
-            value, failed = await self.batcher.submit(item), False
-        except BaseException as exc:  # noqa: BLE001 - the caller's own failure
-            value, failed = exc, True
-        finally:
-            self.calls.pop(key, None)
-        self._answer((key, failed, value, {name: getattr(item, name) for name in _set_in_batch(item)},
-                      call.batch_size))
+        self.batcher.put(item, _Answer(self, key, item, call, 0), self, call)
 
-    async def _direct(self, key: int, items: list) -> None:
-        try:
-            value, failed = await self.batcher.run_now(items), False
-        except BaseException as exc:  # noqa: BLE001 - the caller's own failure
-            value, failed = exc, True
-        self._answer((key, failed, list(value) if not failed else value, {}, len(items)))
+    def call_soon_threadsafe(self, settle: Callable, outcomes: list) -> None:
+        """The batcher hands over a batch's outcomes: settled here and now, sent in one message."""
+        settle(outcomes)
+        self._flush()
 
-    def _answer(self, answer) -> None:
-        # A batch's items resume together: one message for all of them, sent once they have.
-        self.answers.append(answer)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
+    def send(self, message) -> None:
+        with self.lock, contextlib.suppress(OSError, ValueError):  # the service is gone: nobody to tell
+            self.conn.send(message)
 
     def _flush(self) -> None:
-        self.flush_scheduled = False
-        answers, self.answers = self.answers, []
-        observations = list(self.observations)
-        self.observations.clear()
-        try:
-            message = pickle.dumps((DONE, answers, observations))
-        except Exception:  # noqa: BLE001 - a result or an exception that does not pickle: fail it alone
-            message = pickle.dumps((DONE, [_portable_answer(a) for a in answers], observations))
         with self.lock:
+            answers, self.answers = self.answers, []
+            observations = list(self.observations)
+            self.observations.clear()
+            if not answers and not observations:
+                return
             try:
+                message = pickle.dumps((DONE, answers, observations))
+            except Exception:  # noqa: BLE001 - a result or an exception that does not pickle: fail it alone
+                message = pickle.dumps((DONE, [_portable_answer(a) for a in answers], observations))
+            with contextlib.suppress(OSError, ValueError):
                 self.conn.send_bytes(message)
-            except (OSError, ValueError):
-                if not self.stopped.done():
-                    self.stopped.set_result(None)
+
+
+class _Answer:
+    """Stands in for a queued item's future in the worker: settling it queues the service's answer
+    (the result or the error, the item's SET_IN_BATCH fields and the batch size)."""
+
+    __slots__ = ("worker", "key", "item", "call", "size", "settled")
+
+    def __init__(self, worker: _Worker, key: int, item, call: calls.Call | None, size: int) -> None:
+        self.worker, self.key, self.item, self.call, self.size = worker, key, item, call, size
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def cancel(self) -> None:
+        self._settle(True, asyncio.CancelledError())
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._settle(True, exc)
+
+    def set_result(self, value) -> None:
+        self._settle(False, value)
+
+    def _settle(self, failed: bool, value) -> None:
+        self.settled = True
+        worker = self.worker
+        worker.calls.pop(self.key, None)
+        if self.item is None:  # a run_now batch
+            answer = (self.key, failed, value if failed else list(value), {}, self.size)
+        else:
+            answer = (self.key, failed, value, {name: getattr(self.item, name) for name in _set_in_batch(self.item)},
+                      self.call.batch_size)
+        with worker.lock:
+            worker.answers.append(answer)
 
 
 def _portable_answer(answer):
