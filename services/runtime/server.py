@@ -143,6 +143,8 @@ async def serve(settings: Settings, servicer_factory: Callable[[Settings], objec
         raise SystemExit(f"{service_full_name}: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.info("%s: event loop %s.%s (SYN_EVENT_LOOP=%s)", service_full_name, type(loop).__module__,
+             type(loop).__qualname__, settings.event_loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics.serve_metrics(settings.metrics_port, settings.metrics_host or settings.host)
@@ -201,4 +203,14 @@ def run_service(name: str, servicer_factory: Callable[[Settings], object], add_t
     logs.configure(name, settings.log_level, settings.log_format)
     tracing.setup(name, settings.otlp_endpoint, settings.trace_sample_ratio)
     bound_threads(settings.torch_threads)
-    asyncio.run(serve(settings, servicer_factory, add_to_server, service_full_name, frontends))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings, servicer_factory, add_to_server, service_full_name, frontends))
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """SYN_EVENT_LOOP's loop (None: the standard library's)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None

@@ -155,6 +155,10 @@ class Settings:
     # default): on a CPU device with at least two usable CPUs, where it was measured to pay; true/false
     # force it.
     model_process: str = "auto"
+    # The event loop every gRPC (and HTTP) front end of the service runs on: "uvloop" (libuv's, in
+    # Cython: less CPU per call than the standard library's pure-Python loop, as Ray Serve's proxy and
+    # Jina's gRPC servers run) or "asyncio" (the standard library's).
+    event_loop: str = field(default="uvloop", metadata={"choices": ("uvloop", "asyncio")})
 
     def __post_init__(self) -> None:
         # log_level is matched case-insensitively; everything downstream sees upper case.
