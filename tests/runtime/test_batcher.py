@@ -216,3 +216,89 @@ def test_inference_mode_is_on_in_the_worker():
 def test_batch_size_must_be_positive(size):
     with pytest.raises(ValueError):
         DynamicBatcher(lambda items: items, max_batch_size=size)
+
+
+class _Answer:
+    """A future stand-in, as a model worker process gives `put` (services/runtime/model_process.py)."""
+
+    def __init__(self) -> None:
+        self.outcome = None
+
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def cancel(self) -> None:
+        self.outcome = ("cancelled", None)
+
+    def set_result(self, value) -> None:
+        self.outcome = ("result", value)
+
+    def set_exception(self, exc) -> None:
+        self.outcome = ("error", exc)
+
+
+class _Sink:
+    """Settles each batch's outcomes at once, in the model thread, and records each hand-over."""
+
+    def __init__(self) -> None:
+        self.handovers: list[int] = []
+
+    def call_soon_threadsafe(self, settle, outcomes) -> None:
+        settle(outcomes)
+        self.handovers.append(len(outcomes))
+
+
+def test_put_from_a_thread_without_a_loop_batches_and_settles_each_batch_in_one_hand_over():
+    started, release = threading.Event(), threading.Event()
+
+    def double(items):
+        started.set()
+        release.wait(10)
+        return [ValueError("odd") if x % 2 else 2 * x for x in items]
+
+    batcher = DynamicBatcher(double, max_batch_size=4, max_wait_ms=200, name="put")
+    sink, answers = _Sink(), [_Answer() for _ in range(8)]
+    batcher.put(0, answers[0], sink)
+    assert started.wait(10)  # the first item runs alone; the next seven queue behind it
+    for i, answer in enumerate(answers[1:], 1):
+        batcher.put(i, answer, sink)
+    direct = _Answer()
+    batcher.put_direct([10, 20], direct, sink)
+    release.set()
+    deadline = time.monotonic() + 10
+    while not all(a.done() for a in answers + [direct]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [a.outcome[1] for a in answers if a.outcome[0] == "result"] == [0, 4, 8, 12]
+    assert [str(a.outcome[1]) for a in answers if a.outcome[0] == "error"] == ["odd"] * 4
+    assert direct.outcome == ("result", [20, 40])
+    # Each batch's outcomes reach the sink together: the lone first item, the run_now batch, then
+    # the seven queued items as a full batch of four and the three left when the window closed.
+    assert sorted(sink.handovers) == [1, 1, 3, 4]
+    assert batcher.forward_calls == 4
+    batcher.close_now()
+
+
+def test_close_now_cancels_what_is_queued_and_refuses_more():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(items):
+        started.set()
+        release.wait(10)
+        return items
+
+    batcher = DynamicBatcher(slow, max_batch_size=1, max_wait_ms=0, name="put-close")
+    sink, running, queued = _Sink(), _Answer(), _Answer()
+    batcher.put("a", running, sink)
+    assert started.wait(10)
+    batcher.put("b", queued, sink)
+    closer = threading.Thread(target=batcher.close_now)
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not queued.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queued.outcome[0] == "cancelled"
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive() and running.outcome == ("result", "a")
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.put("c", _Answer(), sink)
