@@ -14,7 +14,20 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from PIL import Image
 
+from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
+
 TOY = "tests.runtime.toy_service"
+
+
+def caption(target: str, data: bytes, timeout: float = 10.0, **options) -> captioning_pb2.CaptionResponse:
+    """One Caption call to a (toy) captioning server on its own channel; `options` are CaptionOptions."""
+    with grpc.insecure_channel(target) as channel:
+        return captioning_pb2_grpc.CaptioningStub(channel).Caption(
+            captioning_pb2.CaptionRequest(
+                image=common_pb2.Image(data=data), options=captioning_pb2.CaptionOptions(**options)
+            ),
+            timeout=timeout,
+        )
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from services.runtime import DynamicBatcher, invalid_argument
+from tests.runtime.helpers import wait_until
 
 
 def run(coro):
@@ -265,9 +266,7 @@ def test_put_from_a_thread_without_a_loop_batches_and_settles_each_batch_in_one_
     direct = _Answer()
     batcher.put_direct([10, 20], direct, sink)
     release.set()
-    deadline = time.monotonic() + 10
-    while not all(a.done() for a in answers + [direct]) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: all(a.done() for a in answers + [direct]), 10, "every answer settled")
     assert [a.outcome[1] for a in answers if a.outcome[0] == "result"] == [0, 4, 8, 12]
     assert [str(a.outcome[1]) for a in answers if a.outcome[0] == "error"] == ["odd"] * 4
     assert direct.outcome == ("result", [20, 40])
@@ -293,9 +292,7 @@ def test_close_now_cancels_what_is_queued_and_refuses_more():
     batcher.put("b", queued, sink)
     closer = threading.Thread(target=batcher.close_now)
     closer.start()
-    deadline = time.monotonic() + 10
-    while not queued.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(queued.done, 10, "the queued item cancelled")
     assert queued.outcome[0] == "cancelled"
     release.set()
     closer.join(10)

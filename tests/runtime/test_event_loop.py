@@ -9,20 +9,12 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 
-import grpc
 import pytest
 
-from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
-from tests.runtime.helpers import TOY, in_flight, solid_png, wait_until
+from tests.runtime.helpers import TOY, caption, in_flight, solid_png, wait_until
 from tests.servers import free_port, health_status
 
 LOOPS = {"uvloop": "uvloop.Loop", "asyncio": "asyncio.unix_events._UnixSelectorEventLoop"}
-
-
-def caption(target: str, value: int, timeout: float = 60.0) -> str:
-    with grpc.insecure_channel(target) as channel:
-        return captioning_pb2_grpc.CaptioningStub(channel).Caption(
-            captioning_pb2.CaptionRequest(image=common_pb2.Image(data=solid_png(value))), timeout=timeout).caption
 
 
 @pytest.mark.parametrize("setting", [None, "uvloop", "asyncio"])
@@ -37,11 +29,11 @@ def test_the_named_loop_serves_batches_and_drains(service_process, setting):
 
     values = list(range(10, 170, 10))
     with concurrent.futures.ThreadPoolExecutor(len(values)) as pool:
-        futures = [pool.submit(caption, server.target, v) for v in values]
+        futures = [pool.submit(caption, server.target, solid_png(v), 60.0) for v in values]
         wait_until(lambda: in_flight(metrics_port) >= len(values), what="every call in flight")
         # A drain on this loop lets every call in flight finish, then the process exits cleanly.
         server.signal(signal.SIGTERM)
-        answers = [f.result() for f in futures]
+        answers = [f.result().caption for f in futures]
     assert answers == [f"mean {v} width 16" for v in values]
     assert server.process.wait(30) == 0
     assert health_status(server.target) is None

@@ -14,21 +14,12 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
-from tests.runtime.helpers import TOY, field_violations, in_flight, png_bytes, png_declaring, solid_png, wait_until
+from tests.runtime.helpers import (TOY, caption, field_violations, in_flight, png_bytes, png_declaring, solid_png,
+                                  wait_until)
 from tests.servers import free_port, health_status
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def caption(target: str, data: bytes, timeout: float = 10.0, **options) -> captioning_pb2.CaptionResponse:
-    with grpc.insecure_channel(target) as channel:
-        return captioning_pb2_grpc.CaptioningStub(channel).Caption(
-            captioning_pb2.CaptionRequest(
-                image=common_pb2.Image(data=data), options=captioning_pb2.CaptionOptions(**options)
-            ),
-            timeout=timeout,
-        )
 
 
 def forward_calls(target: str) -> int:

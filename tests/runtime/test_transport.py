@@ -11,7 +11,7 @@ import pytest
 from services.runtime import quoted, scrub
 from services.runtime.interceptors import _to_exception
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
-from tests.runtime.helpers import TOY, field_violations, in_flight, metrics_text, solid_png, wait_until
+from tests.runtime.helpers import TOY, caption, field_violations, in_flight, metrics_text, solid_png, wait_until
 from tests.servers import free_port, health_status
 
 CAPTION = "/synesthesia.v1.Captioning/Caption"
@@ -30,12 +30,6 @@ def raw_stream(target: str, method: str, data: bytes, timeout: float = 10.0):
         return list(channel.unary_stream(method)(data, timeout=timeout))
 
 
-def caption(target: str, data: bytes, timeout: float = 30.0) -> captioning_pb2.CaptionResponse:
-    with grpc.insecure_channel(target) as channel:
-        return captioning_pb2_grpc.CaptioningStub(channel).Caption(
-            captioning_pb2.CaptionRequest(image=common_pb2.Image(data=data)), timeout=timeout)
-
-
 @pytest.mark.parametrize("data", GARBAGE, ids=["wire-type-7", "byte-ramp", "truncated-field"])
 @pytest.mark.parametrize("method", [CAPTION, STREAM_CAPTION])
 def test_undecodable_request_is_invalid_argument_with_one_log_line(service_process, method, data):
@@ -46,7 +40,7 @@ def test_undecodable_request_is_invalid_argument_with_one_log_line(service_proce
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert "request" in [f for f, _ in field_violations(err.value)]
     assert "not a valid" in err.value.details()
-    assert caption(server.target, solid_png(8)).caption == "mean 8 width 16"
+    assert caption(server.target, solid_png(8), timeout=30.0).caption == "mean 8 width 16"
     server.stop()
     log = server.log_path.read_text()
     assert log.count("undecodable") == 1, log
@@ -64,14 +58,14 @@ def test_concurrency_limit_refuses_calls_by_name_but_never_health(service_proces
         wait_until(lambda: in_flight(metrics_port) >= 2, what="two calls in flight")
         # The server is full: a third call is refused by name, health and reflection still answer.
         with pytest.raises(grpc.RpcError) as err:
-            caption(server.target, solid_png(3))
+            caption(server.target, solid_png(3), timeout=30.0)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "SYN_MAX_CONCURRENT_RPCS" in err.value.details()
         checks = [health_status(server.target, name) for name in ("", "synesthesia.v1.Captioning") * 10]
         assert all(status == 1 for status in checks), checks  # SERVING, every time
         assert [f.result().caption for f in busy] == ["mean 1 width 16", "mean 2 width 16"]
     # Once they finish, new calls are admitted again.
-    assert caption(server.target, solid_png(4)).caption == "mean 4 width 16"
+    assert caption(server.target, solid_png(4), timeout=30.0).caption == "mean 4 width 16"
 
 
 def test_cancelled_and_deadline_exceeded_calls_are_counted_and_start_no_model_work(service_process):
