@@ -72,8 +72,9 @@ def in_flight(metrics_port: int) -> float:
                if line.startswith("syn_rpcs_in_flight"))
 
 
-def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
+def wait_until(condition, timeout_s: float = 60.0, what="condition") -> None:
+    """Poll `condition` until true; `what` names it, or is a callable that describes the state on timeout."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.05)

@@ -73,6 +73,10 @@ def test_cancelled_and_deadline_exceeded_calls_are_counted_and_start_no_model_wo
     server = service_process("toy", {"SYN_TOY_DELAY_MS": "4000", "SYN_MAX_BATCH_SIZE": "1",
                                      "SYN_METRICS_PORT": str(metrics_port)}, module=TOY)
 
+    def counts() -> str:
+        return "the server's counts: " + "; ".join(line for line in metrics_text(metrics_port).splitlines()
+                                                    if line.startswith(("syn_rpcs_total", "syn_rpcs_in_flight")))
+
     def counted(code: str) -> float:
         prefix = f'syn_rpcs_total{{code="{code}",method="{CAPTION}"'  # then the model label, if any
         return sum(float(line.split()[-1]) for line in metrics_text(metrics_port).splitlines()
@@ -89,11 +93,11 @@ def test_cancelled_and_deadline_exceeded_calls_are_counted_and_start_no_model_wo
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # The server lets go of that call a moment after the client does; until it has, it still counts
         # in syn_rpcs_in_flight, and the wait below could see it instead of the call to cancel.
-        wait_until(lambda: counted("DEADLINE_EXCEEDED") == 1, 30, "the server ending the deadline-exceeded call")
+        wait_until(lambda: counted("DEADLINE_EXCEEDED") == 1, 30, counts)
         cancelled = stub.Caption.future(request, timeout=60)
         wait_until(lambda: in_flight(metrics_port) >= 2, what="the call to cancel reaching the server")
         cancelled.cancel()
-        wait_until(lambda: counted("CANCELLED") == 1, 30, "the server counting the cancelled call")
+        wait_until(lambda: counted("CANCELLED") == 1, 30, counts)
         assert first.result().caption == "mean 5 width 16"
     with grpc.insecure_channel(server.target) as channel:
         models = captioning_pb2_grpc.CaptioningStub(channel).ListModels(
