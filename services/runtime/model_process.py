@@ -303,10 +303,15 @@ class WorkerProcess:
     def _send(self, key: int, waiting: _Waiting, message) -> None:
         if self._gone:
             raise unavailable(self._gone)
+        # pickle.dumps and send_bytes, not Connection.send: its ForkingPickler copies copyreg's dispatch
+        # table for every message, and an item needs none of its reducers (12.2 against 6.9 us to
+        # pickle an embedding item with a 12 kB PNG; 51 against 39 us with the pipe write). Pickled
+        # before the call is registered: one that cannot be pickled fails alone and leaves nothing behind.
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         self._waiting[key] = waiting
         try:
             with self._send_lock:
-                self._conn.send(message)
+                self._conn.send_bytes(data)
         except (OSError, ValueError) as exc:
             # The worker is gone; its reader thread fails what it held and restarts it.
             self._waiting.pop(key, None)

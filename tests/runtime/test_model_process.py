@@ -6,7 +6,12 @@ called through their real gRPC APIs.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import multiprocessing
+import pickle
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -16,6 +21,8 @@ import pytest
 from PIL import Image
 
 from models.shapesworld import EVAL_SEEDS, render_scene
+from services.runtime.model_process import ITEM, WorkerProcess
+from services.runtime.settings import Settings
 from synesthesia.tensors import from_tensor
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
 from tests.captioning.conftest import OPTIONS, caption_request, encode, stream_request
@@ -257,3 +264,36 @@ def test_the_default_is_auto_and_the_service_says_what_it_chose(service_process)
     with grpc.insecure_channel(service.target, options=OPTIONS) as channel:
         assert captioning_pb2_grpc.CaptioningStub(channel).Caption(caption_request(encode(SCENES[0])),
                                                                    timeout=60).caption
+
+
+
+@dataclasses.dataclass
+class _Job:
+    payload: object
+
+
+class _Servicer:
+    def forward(self, items):
+        return items
+
+
+def test_an_item_that_cannot_cross_the_pipe_fails_alone_and_the_next_one_is_sent():
+    """The service's side of the pipe, against a plain pipe end standing in for the worker."""
+    servicer = _Servicer()
+    process = WorkerProcess("test", servicer, servicer.forward, Settings(), "toy")
+    ours, theirs = multiprocessing.Pipe()
+    process._conn = ours
+
+    async def scenario():
+        with pytest.raises(TypeError):  # a lock does not pickle
+            await process.submit(_Job([threading.Lock()]))
+        assert not process.busy  # nothing is left waiting for an answer that cannot come
+        sent = asyncio.ensure_future(process.submit(_Job(b"png")))
+        await asyncio.sleep(0)
+        message = pickle.loads(theirs.recv_bytes())
+        assert message[0] == ITEM and message[2] == _Job(b"png") and process.busy
+        sent.cancel()
+
+    asyncio.run(scenario())
+    ours.close()
+    theirs.close()
