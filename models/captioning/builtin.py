@@ -20,6 +20,8 @@ class BuiltinCaptioner:
     def __init__(self, loaded: LoadedModel, source: str, length_penalty: float = 1.0, name: str = "captioning") -> None:
         self.name = name
         self.model = loaded.model
+        # The network batches run on: `self.model`, or its copy with a deployment's speed-ups (`accelerate`).
+        self.served = self.model
         self.image_size = self.model.config.image_size
         self.length_penalty = length_penalty
         self.acceleration = None
@@ -39,17 +41,18 @@ class BuiltinCaptioner:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py): layout, compiled encoder
         (compiled here for every batch size up to `max_batch_size`), autocast around decoding."""
         self.acceleration = acceleration
-        acceleration.module(self.model)
-        self.model.encode = acceleration.encoder(self.model.encode, self.image_size, max_batch_size,
-                                                 next(self.model.parameters()).device)
+        served = acceleration.served_copy(self.model)  # self.model stays as loaded, for explanations
+        served.encode = acceleration.encoder(served.encode, self.image_size, max_batch_size,
+                                             next(served.parameters()).device)
+        self.served = served
 
     def caption(self, pixels, beam_sizes, max_lengths, on_settled=None):
         device = next(self.model.parameters()).device
         pixels = pixels.to(device)
         if self.acceleration is None:
-            return beam_search(self.model, pixels, beam_sizes, max_lengths, self.length_penalty, on_settled=on_settled)
+            return beam_search(self.served, pixels, beam_sizes, max_lengths, self.length_penalty, on_settled=on_settled)
         with self.acceleration.autocasting(device):
-            return beam_search(self.model, self.acceleration.images(pixels), beam_sizes, max_lengths,
+            return beam_search(self.served, self.acceleration.images(pixels), beam_sizes, max_lengths,
                                self.length_penalty, on_settled=on_settled)
 
 

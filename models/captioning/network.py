@@ -98,8 +98,10 @@ class SoftAttention(nn.Module):
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.score(torch.tanh(projected + self.from_hidden(hidden)[:, None, :])).squeeze(-1)
-        alpha = scores.softmax(-1)
-        context = torch.bmm(alpha[:, None, :], features).squeeze(1)
+        # The weights in float32 whatever the autocast dtype: they are also the attention maps a caller
+        # gets, which must sum to 1 (in bf16 they were off by up to 1e-3); a no-op in float32.
+        alpha = scores.float().softmax(-1)
+        context = torch.bmm(alpha[:, None, :].to(features.dtype), features).squeeze(1)
         return context, alpha
 
 

@@ -41,8 +41,8 @@ class BuiltinEmbedder:
         """Apply a deployment's speed-ups (services/runtime/acceleration.py); a compiled encoder is
         compiled here for every batch size up to `max_batch_size`."""
         self.acceleration = acceleration
-        acceleration.module(self.model)
-        self._encode_images = acceleration.encoder(self.model.encode_images, self.image_size, max_batch_size,
+        served = acceleration.served_copy(self.model)  # self.model stays as loaded, for explanations
+        self._encode_images = acceleration.encoder(served.encode_images, self.image_size, max_batch_size,
                                                    self.device)
 
     def embed_images(self, items: list[np.ndarray]) -> torch.Tensor:

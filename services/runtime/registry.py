@@ -190,8 +190,10 @@ class ModelRegistry:
                                       f"and {entry.origin})")
             model = families.load(entry, self.device)
             accelerate = getattr(model, "accelerate", None)
-            if accelerate is not None and self.acceleration.enabled:
-                accelerate(self.acceleration, self.settings.max_batch_size)
+            acceleration = self.acceleration.on(self.device)
+            if accelerate is not None and acceleration.enabled:
+                accelerate(acceleration, self.settings.max_batch_size)
+                log.info("%s: model %s serves with %s", self.service, entry.name, acceleration.describe())
             batcher = DynamicBatcher(lambda items, name=entry.name: self.forward(self.models[name], items),
                                      max_batch_size=self.settings.max_batch_size, max_wait_ms=self.max_wait_ms,
                                      name=f"{self.service}:{entry.name}", model=entry.name)

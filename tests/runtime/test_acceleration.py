@@ -17,7 +17,7 @@ from models.embedding.checkpoint import load_embedder
 from models.images import images_to_batch
 from models.shapesworld import EVAL_SEEDS, render_scene
 from services.runtime import Settings
-from services.runtime.acceleration import Acceleration
+from services.runtime.acceleration import Acceleration, fold_batchnorms
 from synesthesia.pictures import png_bytes
 from synesthesia.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 
@@ -128,6 +128,47 @@ def test_settings_are_read_and_bad_values_refused(monkeypatch):
     assert Acceleration.from_settings(Settings.from_env()) == Acceleration()
 
 
+def test_auto_lays_out_nhwc_on_a_cpu_and_not_on_a_gpu(monkeypatch):
+    monkeypatch.delenv("SYN_CHANNELS_LAST", raising=False)
+    auto = Acceleration.from_settings(Settings.from_env())
+    assert auto.channels_last is None and auto.on(CPU).channels_last and auto.on(CPU).enabled
+    assert not auto.on(torch.device("cuda")).channels_last and not auto.on(torch.device("cuda")).enabled
+    for value, layout in (("0", False), ("1", True), ("auto", None), ("AUTO", None), ("", None)):
+        monkeypatch.setenv("SYN_CHANNELS_LAST", value)
+        assert Acceleration.from_settings(Settings.from_env()).channels_last is layout
+    assert Acceleration(channels_last=False).on(CPU) == Acceleration(channels_last=False)  # an explicit 0 holds
+
+
+@pytest.mark.parametrize("which", ["captioning", "embedding"])
+def test_batchnorms_fold_into_their_convolutions_with_the_same_outputs(models, which):
+    captioner, embedder = models
+    model = captioner if which == "captioning" else embedder
+    encode = "encode" if which == "captioning" else "encode_images"
+    norms = [name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    folded = copy.deepcopy(model)
+    assert fold_batchnorms(folded) == len(norms) == 6
+    modules = dict(folded.named_modules())
+    assert all(isinstance(modules[name], torch.nn.Identity) for name in norms)
+    assert set(modules) == {name for name, _ in model.named_modules()}  # every other layer keeps its name
+    images = images_to_batch([s.image for s in SCENES], model.config.image_size)
+    with torch.inference_mode():
+        np.testing.assert_allclose(getattr(folded, encode)(images), getattr(model, encode)(images), atol=1e-5)
+
+
+def test_a_served_copy_leaves_the_loaded_network_as_it_was(models):
+    _, embedder = models
+    before = {k: v.clone() for k, v in embedder.state_dict().items()}
+    served = Acceleration(channels_last=True).served_copy(embedder)
+    assert served is not embedder
+    after = embedder.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in embedder.modules())  # explanations read these
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in served.modules())
+    first = next(m for m in embedder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.weight.is_contiguous()  # the loaded network stays NCHW
+    assert Acceleration(channels_last=False).served_copy(embedder) is embedder
+
+
 def test_a_service_with_autocast_and_channels_last_captions_like_float32(service_process, reference):
     server = service_process("captioning", {"SYN_AUTOCAST": "bf16", "SYN_CHANNELS_LAST": "1"})
     with grpc.insecure_channel(server.target) as channel:
@@ -135,6 +176,19 @@ def test_a_service_with_autocast_and_channels_last_captions_like_float32(service
         captions = [stub.Caption(captioning_pb2.CaptionRequest(image=common_pb2.Image(data=png_bytes(s.image))),
                                  timeout=60).caption for s in SCENES]
     assert sum(a == b for a, b in zip(captions, reference[0])) >= 15
+
+
+@pytest.mark.parametrize("layout", ["auto", "0"])
+def test_a_service_on_a_cpu_serves_nhwc_by_default_and_answers_as_float32_eager(service_process, reference, layout):
+    server = service_process("captioning", {"SYN_CHANNELS_LAST": layout})
+    with grpc.insecure_channel(server.target) as channel:
+        stub = captioning_pb2_grpc.CaptioningStub(channel)
+        found = [stub.Caption(captioning_pb2.CaptionRequest(image=common_pb2.Image(data=png_bytes(s.image))),
+                              timeout=60) for s in SCENES]
+    assert [f.caption for f in found] == reference[0]
+    np.testing.assert_allclose([f.log_probability for f in found], reference[1], atol=1e-4)
+    said = "serves with autocast=off channels_last=1 compile=off"
+    assert (said in server.log_path.read_text(errors="replace")) == (layout == "auto")
 
 
 def test_a_bad_switch_stops_the_service_naming_the_setting(service_process):
