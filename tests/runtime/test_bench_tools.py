@@ -152,3 +152,28 @@ def test_a_timed_segment_counts_only_the_calls_that_finish_inside_its_window():
     assert len(finished) > len(inside) + 8  # the warm-up's calls ran and were not counted
     assert len(result.latencies_ms) == result.calls and all(ms >= 10 for ms in result.latencies_ms)
     assert 0.3 <= result.seconds <= end - start + 0.05
+
+
+def test_the_peer_report_sets_the_default_row_and_the_peers_graph_row_against_the_fastest_peer():
+    import datetime
+
+    from tests.benchmarks.harness import LoadResult
+    from tests.benchmarks.peers.__main__ import AS_LOADED, CONCURRENCIES, MODELS, System, report
+
+    def system(name: str, rate: float) -> System:
+        row = System(name, start=lambda _: {})
+        for model in MODELS:
+            row.results[model] = {c: LoadResult(c, int(rate * 10), 10.0, [5.0] * 10, 0) for c in CONCURRENCIES}
+            row.cpu_s[model] = {c: 1.0 for c in CONCURRENCIES}
+            row.client_cpu_s[model] = {c: 0.1 for c in CONCURRENCIES}
+        return row
+
+    live = [system("Synesthesia", 120.0), system(AS_LOADED, 90.0), system("Synesthesia, input warnings off", 130.0),
+            system("TorchServe 0.12.0", 100.0), system("Triton (PyTriton 0.7.0)", 80.0)]
+    text = report(live, {}, {m: [200.0] for m in MODELS}, "0.1", "0.2",
+                  datetime.datetime(2026, 12, 5, tzinfo=datetime.timezone.utc))
+    targets = [line for line in text.splitlines() if line.startswith("Targets: ")]
+    assert len(targets) == len(MODELS)
+    assert ("concurrency 32: Synesthesia / fastest peer 1.20 (1.30 with input warnings off; 0.90 with the network "
+            "as loaded), service / in-process 0.60") in targets[0]
+    assert f"| 32 | {AS_LOADED} | 900 | 90.0 |" in text

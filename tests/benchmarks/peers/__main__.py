@@ -17,13 +17,16 @@ counts once per process), PSS the largest proportional set size of the tree seen
 shared page divided among the processes that map it: what the tree adds to the machine's memory).
 Synesthesia's default row runs every setting at its default: with SYN_MODEL_PROCESS=auto each model
 batches and runs in a worker process of its own where the service has two usable CPUs (as a peer's
-Python backend or worker does), in the service process where it has one (the split run below). Its
-extra rows: raw pixels (the optional uint8 input instead of PNG), input warnings off (without the
-built-ins' out-of-world check: exactly the peers' work), via gateway (one more hop), via the gateway's
-nginx front (SYN_GATEWAY_FRONT_PORT: forwarded calls go from nginx straight upstream), encoders compiled
-(SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), in the service process
-(SYN_MODEL_PROCESS=false: the model thread beside the gRPC event loop); the targets are read from the
-default row.
+Python backend or worker does), in the service process where it has one (the split run below); and
+with SYN_CHANNELS_LAST=auto, on a CPU, the built-ins' batches run on a copy of the network with each
+BatchNorm folded into its convolution, in NHWC (the same outputs within float rounding; the peers'
+work.py runs the network as loaded, NCHW, eager). Its extra rows: raw pixels (the optional uint8 input
+instead of PNG), input warnings off (without the built-ins' out-of-world check: the peers' function),
+the network as loaded (SYN_CHANNELS_LAST=0: the peers' graph too), via gateway (one more hop), via the
+gateway's nginx front (SYN_GATEWAY_FRONT_PORT: forwarded calls go from nginx straight upstream),
+encoders compiled (SYN_TORCH_COMPILE=default, a switch the peers' eager work.py does not use), in the
+service process (SYN_MODEL_PROCESS=false: the model thread beside the gRPC event loop); the targets are
+read from the default row.
 
 With `--split` (`make bench-peers` runs both) every server, ours and the peers' alike, with every
 process and thread of its tree, runs on the upper half of the machine's CPUs and the load generator
@@ -311,16 +314,17 @@ def synesthesia_calls(caption_target: str, embed_target: str, raw: bool) -> dict
 
 
 def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool = True, compile_mode: str = "off",
-                      model_process: str = "auto"):
+                      model_process: str = "auto", layout: str = "auto"):
     """Our captioning and embedding services. `input_warnings=False` skips the built-ins' out-of-world
     check (SYN_INPUT_WARNINGS), so that row computes exactly what the peers' work.py computes;
     `compile_mode` is SYN_TORCH_COMPILE (torch.compile of the image encoders; the peers run work.py eager);
     `model_process` is SYN_MODEL_PROCESS (auto, true or false: each model's batches in a worker process of
-    its own)."""
+    its own); `layout` is SYN_CHANNELS_LAST (auto: BatchNorm folded and NHWC on a CPU; 0: the network as
+    loaded, as work.py runs it)."""
     def start(system: System) -> dict:
         env = {"SYN_TORCH_THREADS": str(THREADS), "SYN_MAX_BATCH_SIZE": str(work.MAX_BATCH_SIZE),
                "SYN_MAX_BATCH_WAIT_MS": str(work.MAX_WAIT_MS), "SYN_INPUT_WARNINGS": str(input_warnings).lower(),
-               "SYN_TORCH_COMPILE": compile_mode, "SYN_MODEL_PROCESS": model_process,
+               "SYN_TORCH_COMPILE": compile_mode, "SYN_MODEL_PROCESS": model_process, "SYN_CHANNELS_LAST": layout,
                "SYN_EMBEDDING_INDEX_DIR": tempfile.mkdtemp(prefix="syn-peers-index-")}
         servers = []
         for module in ("services.captioning", "services.embedding"):
@@ -336,6 +340,7 @@ def start_synesthesia(raw: bool, ports: Ports, logs: Path, input_warnings: bool 
 
 FRONT = "Synesthesia via the gateway's nginx front (SYN_GATEWAY_FRONT_PORT)"
 IN_THREAD = "Synesthesia, in the service process (SYN_MODEL_PROCESS=false)"
+AS_LOADED = "Synesthesia, the network as loaded (SYN_CHANNELS_LAST=0: no BatchNorm folding, NCHW)"
 
 
 def start_gateway(upstream: System, ports: Ports, logs: Path, front: bool = False):
@@ -551,6 +556,7 @@ def run(peers: list[str], log=print, placement: Placement | None = None) -> str:
     ours = System("Synesthesia", start_synesthesia(False, ports, logs))
     systems = [ours, System("Synesthesia, raw pixels", start_synesthesia(True, ports, logs)),
                System("Synesthesia, input warnings off", start_synesthesia(False, ports, logs, input_warnings=False)),
+               System(AS_LOADED, start_synesthesia(False, ports, logs, layout="0")),
                System("Synesthesia via gateway", start_gateway(ours, ports, logs)),
                System(FRONT, start_gateway(ours, ports, logs, front=True)),
                # A switch a user has (services/runtime/acceleration.py), not what the peers compute: the
@@ -660,7 +666,11 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
         lines.append("")
         gateway = next((s for s in live if s.name == "Synesthesia via gateway"), None)
         front = next((s for s in live if s.name == FRONT), None)
-        same_work = next((s for s in live if s.name == "Synesthesia, input warnings off"), None)
+        # Rows that compute the peers' function (no out-of-world check) or run the peers' graph (the
+        # network as loaded): their ratios to the fastest peer go beside the default row's.
+        variants = [(label, row) for label, name in (("with input warnings off", "Synesthesia, input warnings off"),
+                                                        ("with the network as loaded", AS_LOADED))
+                    if (row := next((s for s in live if s.name == name), None))]
         peers = [s for s in live if not s.name.startswith("Synesthesia")]
         if ours:
             checks = []
@@ -668,13 +678,13 @@ def report(live: list[System], failures: dict, in_process: dict, load_before: st
                 mine = ours.results[model][concurrency]
                 ratios = [mine.throughput(1) / p.results[model][concurrency].throughput(1) for p in peers
                           if p.results.get(model, {}).get(concurrency)]
-                if same_work and same_work.results.get(model, {}).get(concurrency) and ratios:
-                    # The same work as the peers' (no out-of-world check): what the fastest peer is compared with.
+                same = ""
+                if ratios:
                     fastest = max(p.results[model][concurrency].throughput(1) for p in peers
                                   if p.results.get(model, {}).get(concurrency))
-                    same = f" ({same_work.results[model][concurrency].throughput(1) / fastest:.2f} with input warnings off)"
-                else:
-                    same = ""
+                    shown = [f"{v.results[model][concurrency].throughput(1) / fastest:.2f} {label}"
+                             for label, v in variants if v.results.get(model, {}).get(concurrency)]
+                    same = f" ({'; '.join(shown)})" if shown else ""
                 # The hop at concurrency 1 only (the target's): with callers queueing, a p50 difference
                 # between two segments measures the queue, not the hop.
                 hop = "".join(
