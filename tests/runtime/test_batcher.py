@@ -12,6 +12,19 @@ from services.runtime import DynamicBatcher, invalid_argument
 from tests.runtime.helpers import wait_until
 
 
+def gated(answer=lambda items: items):
+    """A batch function that sets `started`, waits for `release` (10 s at most), then answers `answer(items)`:
+    holds the batcher's worker in a pass while a test queues behind it."""
+    started, release = threading.Event(), threading.Event()
+
+    def forward(items):
+        started.set()
+        release.wait(10)
+        return answer(items)
+
+    return forward, started, release
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -108,12 +121,7 @@ def test_run_now_runs_a_caller_built_batch_in_the_worker_thread():
 
 
 def test_close_cancels_queued_callers_and_refuses_new_ones():
-    release, started = threading.Event(), threading.Event()
-
-    def held(items):
-        started.set()
-        release.wait(10)
-        return items
+    held, started, release = gated()
 
     async def main():
         batcher = DynamicBatcher(held, max_batch_size=1, max_wait_ms=0, name="t9")
@@ -250,13 +258,7 @@ class _Sink:
 
 
 def test_put_from_a_thread_without_a_loop_batches_and_settles_each_batch_in_one_hand_over():
-    started, release = threading.Event(), threading.Event()
-
-    def double(items):
-        started.set()
-        release.wait(10)
-        return [ValueError("odd") if x % 2 else 2 * x for x in items]
-
+    double, started, release = gated(lambda items: [ValueError("odd") if x % 2 else 2 * x for x in items])
     batcher = DynamicBatcher(double, max_batch_size=4, max_wait_ms=200, name="put")
     sink, answers = _Sink(), [_Answer() for _ in range(8)]
     batcher.put(0, answers[0], sink)
@@ -278,13 +280,7 @@ def test_put_from_a_thread_without_a_loop_batches_and_settles_each_batch_in_one_
 
 
 def test_close_now_cancels_what_is_queued_and_refuses_more():
-    started, release = threading.Event(), threading.Event()
-
-    def slow(items):
-        started.set()
-        release.wait(10)
-        return items
-
+    slow, started, release = gated()
     batcher = DynamicBatcher(slow, max_batch_size=1, max_wait_ms=0, name="put-close")
     sink, running, queued = _Sink(), _Answer(), _Answer()
     batcher.put("a", running, sink)

@@ -266,7 +266,6 @@ def test_the_default_is_auto_and_the_service_says_what_it_chose(service_process)
                                                                    timeout=60).caption
 
 
-
 @dataclasses.dataclass
 class _Job:
     payload: object
