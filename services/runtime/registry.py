@@ -184,13 +184,13 @@ class ModelRegistry:
         if not entries:
             log.warning("%s: no model in the repository %s for %s", self.service, self.repository,
                         ", ".join(self.tasks))
+        acceleration = self.acceleration.on(self.device)  # auto settled for this registry's device
         for entry in entries:
             if entry.name in self.models:
                 raise RepositoryError(f"model {entry.name!r} is defined twice ({self.models[entry.name].entry.origin} "
                                       f"and {entry.origin})")
             model = families.load(entry, self.device)
             accelerate = getattr(model, "accelerate", None)
-            acceleration = self.acceleration.on(self.device)
             if accelerate is not None and acceleration.enabled:
                 accelerate(acceleration, self.settings.max_batch_size)
                 log.info("%s: model %s serves with %s", self.service, entry.name, acceleration.describe())
